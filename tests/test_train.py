@@ -1,0 +1,58 @@
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from vqvae_lib import train
+
+
+class Quadratic(nn.Module):
+    """A model with a ``loss`` method whose minimum is known: w = 3."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def loss(self, x):
+        loss = ((self.w - 3.0) ** 2).sum() + 0 * x.sum()
+        return {"loss": loss, "w": self.w.sum()}
+
+
+def loader(n=16):
+    return DataLoader(TensorDataset(torch.zeros(n, 1), torch.zeros(n)), batch_size=4)
+
+
+def test_fit_minimises_loss_and_records_history(capsys):
+    model = Quadratic()
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+    history = train.fit(model, loader(), epochs=3, lr=0.1, test_loader=loader(4), optimizer=sgd)
+    assert [r["step"] for r in history.train] == list(range(1, 13))
+    assert [r["epoch"] for r in history.test] == [1, 2, 3]
+    assert history.train[-1]["loss"] < 0.1 * history.train[0]["loss"]
+    assert "epoch 3/3" in capsys.readouterr().out
+
+
+def test_evaluate_averages_over_examples():
+    model = Quadratic()
+    assert train.evaluate(model, loader())["loss"] == 9.0
+
+
+def test_checkpoint_round_trip_restores_weights_and_history(tmp_path):
+    model = Quadratic()
+    history = train.fit(model, loader(), epochs=1, lr=0.5)
+    path = tmp_path / "ck.pt"
+    train.save_checkpoint(path, model, history, {"lr": 0.5})
+    fresh = Quadratic()
+    restored = train.load_checkpoint(path, fresh)
+    assert torch.equal(fresh.w, model.w)
+    assert restored.train == history.train and restored.seconds == history.seconds
+
+
+def test_load_or_fit_trains_once_then_loads(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VQVAE_CHECKPOINTS", str(tmp_path))
+    config = {"lr": 0.5, "epochs": 1}
+    first = train.load_or_fit(Quadratic(), "quad", config, loader(), epochs=1, lr=0.5)
+    second_model = Quadratic()
+    second = train.load_or_fit(second_model, "quad", config, loader(), epochs=1, lr=0.5)
+    assert "loaded cached checkpoint" in capsys.readouterr().out
+    assert second.train == first.train and second_model.w.item() != 0.0
+    assert train.checkpoint_path("quad", config) != train.checkpoint_path("quad", {**config, "epochs": 2})

@@ -1,0 +1,14 @@
+"""vqvae_lib: the small, layered PyTorch library behind *VQ-VAE from first principles*.
+
+Layers (imports go downward only):
+
+1. ``runtime`` (seed, device, profile), ``data`` (datasets, loaders), ``nn`` (the paper's
+   encoder/decoder), ``likelihood`` (the discretised logistic over 8-bit pixels);
+2. ``vae`` (Gaussian VAE), and later the discrete, quantised and prior models;
+3. ``train`` (the one training loop, checkpoints), ``metrics`` (bits/dim), ``plot`` (figures).
+
+Importing the package imports nothing heavy and downloads nothing.
+"""
+
+__version__ = "0.1.0"
+REPO_URL = "https://github.com/vqvae-from-first-principles/vqvae-book"
