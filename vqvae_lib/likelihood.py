@@ -16,39 +16,59 @@ import torch
 import torch.nn.functional as F
 
 LOG_SCALE_MIN = -7.0
+LN2 = math.log(2.0)
 
 
 def _to_unit_interval(x: torch.Tensor) -> torch.Tensor:
     return x * 2.0 - 1.0
 
 
-def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
-    """Elementwise ``log P(x)`` in nats, for pixels ``x`` in [0, 1] (values k/255).
+def _log1mexp(d: torch.Tensor) -> torch.Tensor:
+    """``log(1 - exp(d))`` for ``d < 0``, accurate at both ends (Maechler 2012).
 
-    ``P(x) = sigmoid((x + 1/255 - mean)/s) - sigmoid((x - 1/255 - mean)/s)`` on the [-1, 1] scale,
-    with ``s = exp(log_scale)``, the lowest bin extended to -inf and the highest to +inf.
-    Computed in fp32 whatever the autocast dtype: the difference of two sigmoids cancels badly
-    in half precision.
+    Each branch gets an input clamped to its own domain, so the branch that ``where`` discards
+    never produces an inf whose gradient would turn into NaN.
+    """
+    near_zero = d > -LN2
+    return torch.where(
+        near_zero,
+        torch.log(-torch.expm1(d.clamp(min=-LN2, max=-1e-30))),
+        torch.log1p(-torch.exp(d.clamp(max=-LN2))),
+    )
+
+
+def _log_sigmoid_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``log(sigmoid(a) - sigmoid(b))`` for ``a > b``, without cancellation.
+
+    In the right tail both sigmoids are close to 1 and their difference cancels; by symmetry,
+    ``sigmoid(a) - sigmoid(b) = sigmoid(-b) - sigmoid(-a)`` moves the pair to the left tail,
+    where the difference is taken in log space.
+    """
+    flip = (a + b) > 0
+    hi, lo = torch.where(flip, -b, a), torch.where(flip, -a, b)
+    log_hi, log_lo = F.logsigmoid(hi), F.logsigmoid(lo)
+    return log_hi + _log1mexp(log_lo - log_hi)
+
+
+def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """Elementwise ``log P(x)`` in nats, for pixels ``x`` in [0, 1] (values k/255): Chapter 01, eq. (1.8).
+
+    ``P(x) = sigmoid((y + 1/255 - mean)/s) - sigmoid((y - 1/255 - mean)/s)`` with ``y = 2x - 1``
+    and ``s = exp(log_scale)``; the bin of k = 0 extends to -inf and that of k = 255 to +inf.
+    Computed in fp32 whatever the autocast dtype, and in log space, so that bins far in a tail
+    keep their exact (tiny) mass instead of a density approximation.
     """
     x, mean, log_scale = x.float(), mean.float(), log_scale.float().clamp(min=LOG_SCALE_MIN)
     centered = _to_unit_interval(x) - mean
     inv_s = torch.exp(-log_scale)
     plus = inv_s * (centered + 1.0 / 255.0)
     minus = inv_s * (centered - 1.0 / 255.0)
-    log_cdf_plus = plus - F.softplus(plus)  # log sigmoid(plus): the bin of k = 0
-    log_one_minus_cdf_minus = -F.softplus(minus)  # log(1 - sigmoid(minus)): the bin of k = 255
-    cdf_delta = torch.sigmoid(plus) - torch.sigmoid(minus)
-    # For very sharp logistics the difference underflows; the density at the centre times the
-    # bin width is then the accurate value.
-    mid = inv_s * centered
-    log_pdf_mid = mid - log_scale - 2.0 * F.softplus(mid)
-    log_mid_bin = torch.where(
-        cdf_delta > 1e-5,
-        torch.log(cdf_delta.clamp(min=1e-12)),
-        log_pdf_mid + math.log(2.0 / 255.0),
-    )
     k = torch.round(x * 255.0)
-    return torch.where(k <= 0, log_cdf_plus, torch.where(k >= 255, log_one_minus_cdf_minus, log_mid_bin))
+    return torch.where(
+        k <= 0,
+        F.logsigmoid(plus),  # log sigmoid(plus): everything below the first bin's upper edge
+        torch.where(k >= 255, F.logsigmoid(-minus), _log_sigmoid_difference(plus, minus)),
+    )
 
 
 def discretized_logistic_mean(mean: torch.Tensor) -> torch.Tensor:

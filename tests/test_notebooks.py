@@ -1,0 +1,70 @@
+"""The chapters' structural promises: pairs in sync, one setup cell, executed, listed in the TOC."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+IGNORE = "# NBVAL_IGNORE_OUTPUT"
+
+
+def code_cells(path):
+    cells = json.loads(path.read_text())["cells"]
+    return [c for c in cells if c["cell_type"] == "code"]
+
+
+def source(cell):
+    return "".join(cell["source"])
+
+
+def test_there_are_chapters():
+    assert [p.name[:2] for p in NOTEBOOKS][:2] == ["00", "01"]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_text_pair_is_in_sync(notebook, tmp_path):
+    """Regenerate the MyST text file from the notebook and diff (``jupytext --sync`` trusts timestamps)."""
+    pair = notebook.with_suffix(".md")
+    assert pair.is_file(), f"{pair.name} is missing: run `jupytext --sync {notebook.name}`"
+    assert json.loads(notebook.read_text())["metadata"]["jupytext"]["formats"] == "ipynb,md:myst"
+    out = tmp_path / pair.name
+    subprocess.run([sys.executable, "-m", "jupytext", "--to", "md:myst", "--output", str(out), str(notebook)],
+                   check=True, capture_output=True)
+    assert out.read_text() == pair.read_text(), f"{pair.name} differs from {notebook.name}: re-pair them"
+
+
+def test_every_chapter_opens_with_the_same_setup_cell():
+    setups = {source(code_cells(nb)[0]) for nb in NOTEBOOKS}
+    assert len(setups) == 1, "the first code cell must be identical in every chapter"
+    assert "setup(seed=0)" in setups.pop()
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_one_parameters_cell_and_asserted_ignored_cells(notebook):
+    cells = code_cells(notebook)
+    assert sum(source(c).startswith("# Parameters") for c in cells) == 1
+    for cell in cells[1:]:
+        text = source(cell)
+        if text.startswith(IGNORE):
+            assert re.search(r"^\s*assert ", text, re.M), f"an output-ignored cell must assert its promise:\n{text}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_stored_outputs_are_complete_and_error_free(notebook):
+    for cell in code_cells(notebook):
+        if source(cell).strip():
+            assert cell["execution_count"] is not None, f"unexecuted cell:\n{source(cell)[:200]}"
+        assert not [o for o in cell["outputs"] if o["output_type"] == "error"]
+
+
+def test_toc_lists_every_chapter_by_its_ipynb():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    listed = [toc["root"]] + [c["file"] for part in toc.get("parts", [toc]) for c in part.get("chapters", [])]
+    for nb in NOTEBOOKS:
+        assert f"chapters/{nb.name}" in listed
