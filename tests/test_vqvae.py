@@ -32,7 +32,8 @@ def test_encode_matches_the_quantizer_forward(model):
 def test_nelbo_adds_n_log_k_per_pixel_to_the_reconstruction(model):
     out = model.loss(torch.rand(2, 1, 28, 28))
     assert torch.allclose(out["nelbo"], out["recon"] + 49 * math.log(32) / 784)
-    assert torch.allclose(out["loss"], out["recon"] + out["vq"])
+    # eq. 3 per image over M = 784 pixels: the 49 x 8 latent elements weigh 392 / 784
+    assert torch.allclose(out["loss"], out["recon"] + 49 * 8 / 784 * out["vq"])
     assert 1 <= out["used"].item() <= 32 and 1 <= out["perplexity"].item() <= out["used"].item() + 1e-4
 
 

@@ -27,12 +27,18 @@ def kmeans_plus_plus(x: torch.Tensor, num_codes: int, generator: torch.Generator
 
 
 @torch.no_grad()
-def kmeans(x: torch.Tensor, num_codes: int, iters: int = 20, generator: torch.Generator | None = None):
+def kmeans(
+    x: torch.Tensor,
+    num_codes: int,
+    iters: int = 20,
+    generator: torch.Generator | None = None,
+    init: torch.Tensor | None = None,
+):
     """Fit ``num_codes`` centroids to ``x: (N, D)`` with Lloyd's algorithm (Lloyd 1982; eq. 3.1).
 
-    Starts from k-means++ seeds (:func:`kmeans_plus_plus`); alternates the assignment step
-    (nearest centroid) and the update step (mean of the assigned rows). A centroid that loses all
-    its rows keeps its place. Returns ``(codebook: (K, D), indices: (N,), errors)`` where ``errors``
+    Starts from ``init: (K, D)`` if given, else from k-means++ seeds (:func:`kmeans_plus_plus`);
+    alternates the assignment step (nearest centroid) and the update step (mean of the assigned
+    rows). A centroid that loses all its rows keeps its place. Returns ``(codebook: (K, D), indices: (N,), errors)`` where ``errors``
     lists the mean squared quantisation error after each assignment step (it never increases).
     """
     if x.dim() != 2:
@@ -40,7 +46,10 @@ def kmeans(x: torch.Tensor, num_codes: int, iters: int = 20, generator: torch.Ge
     if not 0 < num_codes <= len(x):
         raise ValueError(f"num_codes must be in 1..{len(x)} (the number of rows of x), got {num_codes}")
     x = x.float()
-    codebook, errors = kmeans_plus_plus(x, num_codes, generator), []
+    if init is not None and init.shape != (num_codes, x.shape[1]):
+        raise ValueError(f"expected init of shape ({num_codes}, {x.shape[1]}), got {tuple(init.shape)}")
+    codebook = init.float().clone() if init is not None else kmeans_plus_plus(x, num_codes, generator)
+    errors = []
     for _ in range(iters):
         indices = nearest_code(x, codebook)
         errors.append((x - codebook[indices]).pow(2).sum(1).mean().item())

@@ -30,6 +30,6 @@ def nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """Index of the nearest codebook row for each row of ``x: (N, D)``; int64 of shape (N,).
 
     The argmin of eq. (3.2), in fp32 and with no autograd graph: the argmin has no gradient to
-    give (Chapter 03, Section 3.4).
+    give (Chapter 03, Section 3.3).
     """
     return _scores(x, codebook).argmin(dim=1)

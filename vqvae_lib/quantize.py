@@ -55,15 +55,17 @@ class VectorQuantizer(nn.Module):
         if num_codes < 1 or code_dim < 1 or beta < 0:
             raise ValueError(f"need num_codes >= 1, code_dim >= 1, beta >= 0; got {num_codes}, {code_dim}, {beta}")
         self.num_codes, self.code_dim, self.beta = num_codes, code_dim, beta
-        # The common small uniform initialisation (Chapter 05 studies better ones).
-        self.codebook = nn.Parameter(torch.empty(num_codes, code_dim).uniform_(-1.0 / num_codes, 1.0 / num_codes))
+        # Sonnet's "uniform unit scaling": codes of about unit norm. The tiny +-1/K init of many
+        # PyTorch ports collapses to a few codes at our budgets (Chapter 05 compares the two).
+        limit = (3.0 / code_dim) ** 0.5
+        self.codebook = nn.Parameter(torch.empty(num_codes, code_dim).uniform_(-limit, limit))
 
     def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
         check_z_e(z_e, self.code_dim)
         b, d, h, w = z_e.shape
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, d)  # (N, D), N = B*H*W
         indices = nearest_code(flat, self.codebook)
-        e = F.embedding(indices, self.codebook)  # its backward is the codebook's index_add
+        e = self.codebook.index_select(0, indices)  # its backward is the codebook's index_add
         codebook_loss = F.mse_loss(e, flat.detach())
         commitment_loss = F.mse_loss(flat, e.detach())
         z_q = flat + (e - flat).detach()  # straight-through: value e, gradient identity to z_e

@@ -21,7 +21,8 @@ from .quantize import VectorQuantizer
 class VQVAE(nn.Module):
     """``x -> z_e = encoder(x) -> z_q = quantizer(z_e) -> p(x | z_q)``.
 
-    ``loss(x)`` returns the training objective (paper eq. 3, per element: ``recon + quantizer.loss``)
+    ``loss(x)`` returns the training objective (paper eq. 3 per image, divided by the M pixel values:
+    ``recon + (N*D/M) * quantizer.loss``)
     and, for logging, ``nelbo`` (eq. 4.6), ``mse`` in pixel space, ``perplexity`` and ``used``
     (distinct codes in the batch). Any quantiser with the ``VectorQuantizer`` API may be passed in.
     """
@@ -51,7 +52,7 @@ class VQVAE(nn.Module):
             raise ValueError(f"expected images x of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The paper's objective (eq. 3) with both terms per element, plus what Chapter 04 plots."""
+        """The paper's objective (eq. 3, Chapter 04 eq. 4.5) in nats per pixel, plus what Chapter 04 plots."""
         self._check(x)
         z_e = self.encoder(x * 2.0 - 1.0)
         q = self.quantizer(z_e)
@@ -59,11 +60,14 @@ class VQVAE(nn.Module):
         dims = x[0].numel()
         recon = -discretized_logistic_log_prob(x, mean, log_scale).flatten(1).sum(1).mean() / dims
         latents = q.indices[0].numel()
+        # Paper eq. 3 sums -log p over the M pixels and the squared errors over the N*D latent
+        # elements of an image; per pixel that is recon + (N*D/M) * the quantiser's element mean.
+        vq_weight = latents * z_e.shape[1] / dims
         with torch.no_grad():
             nelbo = recon + latents * math.log(self.num_codes) / dims
             mse = (discretized_logistic_mean(mean) - x).pow(2).mean()
             used = torch.tensor(float(q.indices.unique().numel()), device=x.device)
-        return {"loss": recon + q.loss, "recon": recon, "vq": q.loss, "nelbo": nelbo, "mse": mse,
+        return {"loss": recon + vq_weight * q.loss, "recon": recon, "vq": q.loss, "nelbo": nelbo, "mse": mse,
                 "perplexity": q.perplexity, "used": used}
 
     @torch.no_grad()
