@@ -73,3 +73,11 @@ def test_real_debian_fashion_mnist_loads_in_full(tmp_path):
     test = data.load_dataset("fashion_mnist", "test", root=tmp_path)
     assert (len(train), len(test)) == (60000, 10000)
     assert set(train.targets.unique().tolist()) == set(range(10))
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_online_only_datasets_explain_that_they_need_a_network(tmp_path, monkeypatch, name):
+    monkeypatch.setattr(data, "network_available", lambda *a, **k: False)
+    with pytest.raises(data.DataUnavailableError, match="VQVAE_DATA") as err:
+        data.load_dataset(name, root=tmp_path)
+    assert "dataset-fashion-mnist" not in str(err.value)

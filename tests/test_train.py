@@ -56,3 +56,9 @@ def test_load_or_fit_trains_once_then_loads(tmp_path, monkeypatch, capsys):
     assert "loaded cached checkpoint" in capsys.readouterr().out
     assert second.train == first.train and second_model.w.item() != 0.0
     assert train.checkpoint_path("quad", config) != train.checkpoint_path("quad", {**config, "epochs": 2})
+
+
+def test_checkpoint_name_changes_with_the_library_code(monkeypatch):
+    before = train.checkpoint_path("quad", {"lr": 0.5})
+    monkeypatch.setattr(train, "_library_source", lambda: b"edited library")
+    assert train.checkpoint_path("quad", {"lr": 0.5}) != before

@@ -114,10 +114,17 @@ def checkpoint_dir() -> Path:
     return Path(os.environ.get("VQVAE_CHECKPOINTS") or default)
 
 
+def _library_source() -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py")))
+
+
 def checkpoint_path(name: str, config: dict) -> Path:
-    """A file name that changes whenever ``config`` does, so a fast run never loads a full one."""
-    digest = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return checkpoint_dir() / f"{name}-{digest}.pt"
+    """A file name that changes whenever ``config`` or the library's code does.
+
+    So a fast run never loads a full one, and a checkpoint trained by older code is never reused.
+    """
+    key = json.dumps(config, sort_keys=True, default=str).encode() + _library_source()
+    return checkpoint_dir() / f"{name}-{hashlib.sha1(key).hexdigest()[:10]}.pt"
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, history: History, config: dict | None = None) -> None:
