@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .kmeans import kmeans
 from .nearest import nearest_code
 
 
@@ -41,37 +42,74 @@ def check_z_e(z_e: torch.Tensor, code_dim: int) -> None:
                          f"got {tuple(z_e.shape)}")
 
 
-class VectorQuantizer(nn.Module):
-    """Replace each encoder vector z_e by its nearest codebook entry (paper eq. 1-2).
+class _CodebookQuantizer(nn.Module):
+    """What both quantisers share: nearest-code lookup, the straight-through output, perplexity,
+    and the two optional training aids of Chapter 05, off by default:
 
-    The forward value is the selected code; the gradient passes straight through to z_e (eq. 3's
-    estimator, Chapter 04 eq. 4.3). ``loss`` is the codebook term plus ``beta`` times the
-    commitment term, each a mean over all elements as in Sonnet:
-    ``mean((e - sg[z_e])^2) + beta * mean((z_e - sg[e])^2)`` (paper eq. 3, Chapter 04 eq. 4.4).
+    - ``kmeans_init``: on the first training batch, replace the codebook by k-means centroids of
+      that batch's encoder outputs (needs at least ``num_codes`` vectors in the batch);
+    - ``restart_after``: a code unused for that many consecutive training batches is re-seeded
+      from a random encoder output of the current batch.
+
+    ``idle_steps`` counts, for every code, the training batches since it was last chosen.
     """
 
-    def __init__(self, num_codes: int, code_dim: int, beta: float = 0.25):
+    def __init__(self, num_codes: int, code_dim: int, beta: float, kmeans_init: bool, restart_after: int | None):
         super().__init__()
         if num_codes < 1 or code_dim < 1 or beta < 0:
             raise ValueError(f"need num_codes >= 1, code_dim >= 1, beta >= 0; got {num_codes}, {code_dim}, {beta}")
+        if restart_after is not None and restart_after < 1:
+            raise ValueError(f"restart_after must be a positive number of batches or None, got {restart_after}")
         self.num_codes, self.code_dim, self.beta = num_codes, code_dim, beta
-        # Sonnet's "uniform unit scaling": codes of about unit norm. The tiny +-1/K init of many
-        # PyTorch ports collapses to a few codes at our budgets (Chapter 05 compares the two).
-        limit = (3.0 / code_dim) ** 0.5
-        self.codebook = nn.Parameter(torch.empty(num_codes, code_dim).uniform_(-limit, limit))
+        self.kmeans_init, self.restart_after = kmeans_init, restart_after
+        self.register_buffer("initialised", torch.tensor(not kmeans_init))
+        self.register_buffer("idle_steps", torch.zeros(num_codes, dtype=torch.int64))
 
-    def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
+    def dead_codes(self, idle_for: int = 100) -> int:
+        """How many codes no training batch has chosen in the last ``idle_for`` batches."""
+        return int((self.idle_steps >= idle_for).sum())
+
+    def _set_codes(self, which: torch.Tensor, vectors: torch.Tensor) -> None:
+        self.codebook.data[which] = vectors.to(self.codebook.dtype)  # subclasses reset their own state too
+
+    @torch.no_grad()
+    def _maintain(self, flat: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """k-means initialisation and dead-code restarts (training mode only); returns the indices
+        to use, recomputed if the codebook changed."""
+        if not self.initialised:
+            if len(flat) < self.num_codes:
+                raise ValueError(f"kmeans_init needs a first batch of at least num_codes={self.num_codes} "
+                                 f"encoder vectors, got {len(flat)}: use a larger batch")
+            codebook, _, _ = kmeans(flat.float(), self.num_codes, iters=10)
+            self._set_codes(torch.arange(self.num_codes, device=flat.device), codebook)
+            self.initialised.fill_(True)
+            return nearest_code(flat, self.codebook)
+        used = torch.bincount(indices, minlength=self.num_codes) > 0
+        self.idle_steps.add_(1).masked_fill_(used, 0)
+        if self.restart_after is None:
+            return indices
+        dead = (self.idle_steps >= self.restart_after).nonzero().flatten()
+        if len(dead):
+            donors = torch.randint(len(flat), (len(dead),), device=flat.device)
+            self._set_codes(dead, flat[donors].float())
+            self.idle_steps[dead] = 0
+        return indices
+
+    def _quantize(self, z_e: torch.Tensor):
         check_z_e(z_e, self.code_dim)
         b, d, h, w = z_e.shape
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, d)  # (N, D), N = B*H*W
         indices = nearest_code(flat, self.codebook)
-        e = self.codebook.index_select(0, indices)  # its backward is the codebook's index_add
-        codebook_loss = F.mse_loss(e, flat.detach())
-        commitment_loss = F.mse_loss(flat, e.detach())
+        if self.training:
+            indices = self._maintain(flat.detach(), indices)
+        return flat, indices, (b, d, h, w)
+
+    def _output(self, flat, e, indices, shape, loss) -> QuantizerOutput:
+        b, d, h, w = shape
         z_q = flat + (e - flat).detach()  # straight-through: value e, gradient identity to z_e
         return QuantizerOutput(
             z_q=z_q.view(b, h, w, d).permute(0, 3, 1, 2),
-            loss=codebook_loss + self.beta * commitment_loss,
+            loss=loss,
             indices=indices.view(b, h, w),
             perplexity=perplexity(indices, self.num_codes),
         )
@@ -84,3 +122,81 @@ class VectorQuantizer(nn.Module):
         if indices.numel() and (indices.min() < 0 or indices.max() >= self.num_codes):
             raise ValueError(f"indices must lie in 0..{self.num_codes - 1}")
         return F.embedding(indices, self.codebook).permute(0, 3, 1, 2)
+
+
+class VectorQuantizer(_CodebookQuantizer):
+    """Replace each encoder vector z_e by its nearest codebook entry (paper eq. 1-2).
+
+    The forward value is the selected code; the gradient passes straight through to z_e (paper
+    Sec. 3.1, Chapter 04 eq. 4.4). ``loss`` is the codebook term plus ``beta`` times the
+    commitment term, each a mean over all elements as in Sonnet:
+    ``mean((e - sg[z_e])^2) + beta * mean((z_e - sg[e])^2)`` (paper eq. 3, Chapter 04 eq. 4.5).
+    """
+
+    def __init__(self, num_codes: int, code_dim: int, beta: float = 0.25, *, kmeans_init: bool = False,
+                 restart_after: int | None = None, init_scale: float | None = None):
+        super().__init__(num_codes, code_dim, beta, kmeans_init, restart_after)
+        # Default: Sonnet's "uniform unit scaling", codes of about unit norm. Many PyTorch ports use
+        # init_scale=1/K instead, which collapses to a few codes at our budgets (Chapter 05).
+        limit = init_scale if init_scale is not None else (3.0 / code_dim) ** 0.5
+        self.codebook = nn.Parameter(torch.empty(num_codes, code_dim).uniform_(-limit, limit))
+
+    def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
+        flat, indices, shape = self._quantize(z_e)
+        e = self.codebook.index_select(0, indices)  # its backward is the codebook's index_add
+        loss = F.mse_loss(e, flat.detach()) + self.beta * F.mse_loss(flat, e.detach())
+        return self._output(flat, e, indices, shape, loss)
+
+
+class VectorQuantizerEMA(_CodebookQuantizer):
+    """The same quantiser with the codebook learned by exponential moving averages (paper App. A.1).
+
+    In training mode every forward applies, for each code i with the n_i encoder vectors z_{i,j}
+    assigned to it (Chapter 05, eq. 5.1-5.3):
+
+        N_i <- gamma N_i + (1 - gamma) n_i
+        m_i <- gamma m_i + (1 - gamma) sum_j z_{i,j}
+        e_i  = m_i / N_i
+
+    with N_i Laplace-smoothed, ``(N_i + eps) / (n + K eps) * n`` for ``n = sum_i N_i``, so that no
+    division by zero occurs. ``codebook`` is a buffer that no optimiser sees; ``loss`` is only
+    ``beta`` times the commitment term. The averages are kept in fp32 whatever the autocast dtype.
+    N_i starts at 1 and m_i at the initial codes, so a code that is never chosen stays where it is.
+    In eval mode nothing changes.
+    """
+
+    def __init__(self, num_codes: int, code_dim: int, beta: float = 0.25, decay: float = 0.99, eps: float = 1e-5,
+                 *, kmeans_init: bool = False, restart_after: int | None = None):
+        super().__init__(num_codes, code_dim, beta, kmeans_init, restart_after)
+        if not 0.0 <= decay < 1.0 or eps <= 0:
+            raise ValueError(f"need 0 <= decay < 1 and eps > 0, got decay={decay}, eps={eps}")
+        self.decay, self.eps = decay, eps
+        limit = (3.0 / code_dim) ** 0.5
+        codebook = torch.empty(num_codes, code_dim).uniform_(-limit, limit)
+        self.register_buffer("codebook", codebook)
+        self.register_buffer("cluster_size", torch.ones(num_codes))  # N_i
+        self.register_buffer("code_sum", codebook.clone())  # m_i
+
+    def _set_codes(self, which: torch.Tensor, vectors: torch.Tensor) -> None:
+        self.codebook[which] = vectors.float()
+        self.cluster_size[which] = 1.0
+        self.code_sum[which] = vectors.float()
+
+    @torch.no_grad()
+    def ema_update(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
+        """One step of App. A.1 for encoder vectors ``flat: (N, D)`` assigned to ``indices: (N,)``."""
+        flat = flat.float()
+        counts = torch.bincount(indices, minlength=self.num_codes).float()  # n_i
+        sums = torch.zeros_like(self.code_sum).index_add_(0, indices, flat)  # sum_j z_{i,j}
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.code_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        total = self.cluster_size.sum()
+        smoothed = (self.cluster_size + self.eps) / (total + self.num_codes * self.eps) * total
+        self.codebook.copy_(self.code_sum / smoothed.unsqueeze(1))
+
+    def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
+        flat, indices, shape = self._quantize(z_e)
+        if self.training:
+            self.ema_update(flat.detach(), indices)
+        e = self.codebook.index_select(0, indices)
+        return self._output(flat, e, indices, shape, self.beta * F.mse_loss(flat, e))

@@ -23,8 +23,9 @@ class VQVAE(nn.Module):
 
     ``loss(x)`` returns the training objective (paper eq. 3 per image, divided by the M pixel values:
     ``recon + (N*D/M) * quantizer.loss``)
-    and, for logging, ``nelbo`` (eq. 4.6), ``mse`` in pixel space, ``perplexity`` and ``used``
-    (distinct codes in the batch). Any quantiser with the ``VectorQuantizer`` API may be passed in.
+    and, for logging, ``nelbo`` (eq. 4.6), ``mse`` in pixel space, ``perplexity``, ``used``
+    (distinct codes in the batch) and ``dead`` (codes unchosen for the last 100 training batches).
+    Any quantiser with the ``VectorQuantizer`` API may be passed in.
     """
 
     def __init__(
@@ -67,8 +68,10 @@ class VQVAE(nn.Module):
             nelbo = recon + latents * math.log(self.num_codes) / dims
             mse = (discretized_logistic_mean(mean) - x).pow(2).mean()
             used = torch.tensor(float(q.indices.unique().numel()), device=x.device)
+            dead_codes = getattr(self.quantizer, "dead_codes", lambda: 0)
+            dead = torch.tensor(float(dead_codes()), device=x.device)
         return {"loss": recon + vq_weight * q.loss, "recon": recon, "vq": q.loss, "nelbo": nelbo, "mse": mse,
-                "perplexity": q.perplexity, "used": used}
+                "perplexity": q.perplexity, "used": used, "dead": dead}
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,125 @@
+"""The EMA codebook (paper App. A.1), dead-code restarts and k-means initialisation."""
+
+import pytest
+import torch
+
+from vqvae_lib.nearest import squared_distances
+from vqvae_lib.quantize import VectorQuantizer, VectorQuantizerEMA
+
+
+def as_grid(vectors):
+    """(N, D) -> z_e of shape (1, D, 1, N)."""
+    return vectors.t().reshape(1, vectors.shape[1], 1, -1)
+
+
+def test_ema_update_equals_the_formulas_on_a_hand_example():
+    vq = VectorQuantizerEMA(2, 1, decay=0.5, eps=1e-5)
+    vq.codebook.copy_(torch.tensor([[0.0], [10.0]]))
+    vq.code_sum.copy_(vq.codebook)  # N_i = 1, m_i = e_i
+    vq(as_grid(torch.tensor([[1.0], [2.0], [9.0]])))  # two vectors pick code 0, one picks code 1
+    # N = 0.5 * [1, 1] + 0.5 * [2, 1] = [1.5, 1.0];  m = 0.5 * [0, 10] + 0.5 * [3, 9] = [1.5, 9.5]
+    assert torch.allclose(vq.cluster_size, torch.tensor([1.5, 1.0]))
+    assert torch.allclose(vq.code_sum.flatten(), torch.tensor([1.5, 9.5]))
+    n, k, eps = 2.5, 2, 1e-5
+    smoothed = (torch.tensor([1.5, 1.0]) + eps) / (n + k * eps) * n
+    assert torch.allclose(vq.codebook.flatten(), torch.tensor([1.5, 9.5]) / smoothed)
+
+
+def test_laplace_smoothing_prevents_division_by_zero():
+    vq = VectorQuantizerEMA(4, 2, decay=0.0)
+    vq.codebook.copy_(torch.tensor([[0.0, 0.0], [5.0, 5.0], [9.0, 9.0], [-9.0, 9.0]]))
+    vq(as_grid(torch.zeros(8, 2)))  # decay 0: unused codes get N_i = 0 exactly
+    assert vq.cluster_size[1:].eq(0).all()
+    assert torch.isfinite(vq.codebook).all()
+
+
+def test_eval_mode_freezes_the_codebook():
+    torch.manual_seed(0)
+    for vq in (VectorQuantizerEMA(8, 4, restart_after=1), VectorQuantizer(8, 4, restart_after=1)):
+        vq.eval()
+        before = vq.codebook.detach().clone()
+        vq(torch.randn(2, 4, 3, 3))
+        assert torch.equal(vq.codebook.detach(), before)
+
+
+def test_the_ema_codebook_gets_no_gradient():
+    vq = VectorQuantizerEMA(8, 4)
+    z_e = torch.randn(2, 4, 3, 3, requires_grad=True)
+    out = vq(z_e)
+    (out.loss + out.z_q.sum()).backward()
+    assert not vq.codebook.requires_grad and list(vq.parameters()) == []
+    assert z_e.grad is not None
+
+
+def test_ema_loss_is_beta_times_commitment_only():
+    torch.manual_seed(0)
+    vq = VectorQuantizerEMA(8, 4, beta=0.5).eval()
+    z_e = torch.randn(2, 4, 3, 3)
+    out = vq(z_e)
+    flat = z_e.permute(0, 2, 3, 1).reshape(-1, 4)
+    assert torch.allclose(out.loss, 0.5 * (flat - vq.codebook[out.indices.flatten()]).pow(2).mean())
+
+
+@pytest.mark.parametrize("cls", [VectorQuantizer, VectorQuantizerEMA])
+def test_restarts_revive_dead_codes(cls):
+    torch.manual_seed(0)
+    vq = cls(4, 2, restart_after=2)
+    with torch.no_grad():
+        vq.codebook.copy_(torch.tensor([[0.0, 0.0], [0.1, 0.0], [100.0, 100.0], [-100.0, 100.0]]))
+        if isinstance(vq, VectorQuantizerEMA):
+            vq.code_sum.copy_(vq.codebook)  # m_i = N_i e_i with N_i = 1
+    batch = torch.randn(16, 2)
+    vq(as_grid(batch))
+    assert vq.idle_steps[2:].eq(1).all()
+    vq(as_grid(batch))  # second idle batch: codes 2 and 3 are re-seeded from this batch
+    revived = vq.codebook.detach()[2:]
+    assert torch.cdist(revived, batch).min(1).values.max() < 1e-5
+    assert vq.idle_steps[2:].eq(0).all()
+
+
+@pytest.mark.parametrize("cls", [VectorQuantizer, VectorQuantizerEMA])
+def test_kmeans_init_lowers_the_initial_quantisation_error(cls):
+    torch.manual_seed(0)
+    z_e = 3.0 + torch.randn(4, 8, 8, 8)  # 256 vectors far from the default initial codes
+    flat = z_e.permute(0, 2, 3, 1).reshape(-1, 8)
+    plain, seeded = cls(32, 8), cls(32, 8, kmeans_init=True)
+    error = lambda vq: squared_distances(flat, vq.codebook.detach()).min(1).values.mean().item()
+    before = error(seeded)
+    seeded(z_e)
+    assert error(seeded) < 0.2 * before
+    assert error(seeded) < error(plain)
+    assert bool(seeded.initialised)
+
+
+def test_kmeans_init_needs_enough_vectors():
+    with pytest.raises(ValueError, match="at least num_codes=64"):
+        VectorQuantizer(64, 4, kmeans_init=True)(torch.randn(1, 4, 3, 3))
+
+
+def test_bad_hyperparameters_are_rejected():
+    with pytest.raises(ValueError, match="0 <= decay < 1"):
+        VectorQuantizerEMA(8, 4, decay=1.0)
+    with pytest.raises(ValueError, match="restart_after"):
+        VectorQuantizer(8, 4, restart_after=0)
+
+
+def test_ema_works_in_a_vqvae_and_stays_fp32_under_autocast():
+    from vqvae_lib.vqvae import VQVAE
+
+    torch.manual_seed(0)
+    model = VQVAE(num_codes=16, code_dim=8, hidden=16, res_hidden=8, quantizer=VectorQuantizerEMA(16, 8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.loss(torch.rand(2, 1, 28, 28))
+    out["loss"].backward()
+    assert model.quantizer.codebook.dtype == torch.float32 and model.quantizer.cluster_size.dtype == torch.float32
+    assert torch.isfinite(model.quantizer.codebook).all()
+
+
+def test_idle_steps_count_batches_since_each_code_was_chosen():
+    vq = VectorQuantizer(3, 1)
+    with torch.no_grad():
+        vq.codebook.copy_(torch.tensor([[0.0], [5.0], [50.0]]))
+    for _ in range(3):
+        vq(as_grid(torch.tensor([[0.1], [4.9]])))
+    assert vq.idle_steps.tolist() == [0, 0, 3]
+    assert vq.dead_codes(idle_for=3) == 1 and vq.dead_codes(idle_for=4) == 0
