@@ -28,7 +28,11 @@ def perplexity(indices: torch.Tensor, num_codes: int) -> torch.Tensor:
     It is the number of equally used codes that would give the same entropy: 1 when every vector
     takes the same code, ``num_codes`` when all are used equally.
     """
-    p = torch.bincount(indices.flatten(), minlength=num_codes).float() / indices.numel()
+    return _perplexity_of_counts(torch.bincount(indices.flatten(), minlength=num_codes))
+
+
+def _perplexity_of_counts(counts: torch.Tensor) -> torch.Tensor:
+    p = counts.float() / counts.sum()
     return torch.exp(-torch.sum(p * torch.log(p.clamp(min=1e-12))))
 
 
@@ -73,9 +77,9 @@ class _CodebookQuantizer(nn.Module):
         self.codebook.data[which] = vectors.to(self.codebook.dtype)  # subclasses reset their own state too
 
     @torch.no_grad()
-    def _maintain(self, flat: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        """k-means initialisation and dead-code restarts (training mode only); returns the indices
-        to use, recomputed if the codebook changed."""
+    def _maintain(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor):
+        """k-means initialisation, idle counts and dead-code restarts (training mode only); returns
+        the indices and their counts, recomputed if the codebook changed."""
         if not self.initialised:
             if len(flat) < self.num_codes:
                 raise ValueError(f"kmeans_init needs a first batch of at least num_codes={self.num_codes} "
@@ -83,35 +87,36 @@ class _CodebookQuantizer(nn.Module):
             codebook, _, _ = kmeans(flat.float(), self.num_codes, iters=10)
             self._set_codes(torch.arange(self.num_codes, device=flat.device), codebook)
             self.initialised.fill_(True)
-            return nearest_code(flat, self.codebook)
-        used = torch.bincount(indices, minlength=self.num_codes) > 0
-        self.idle_steps.add_(1).masked_fill_(used, 0)
+            indices = nearest_code(flat, self.codebook)
+            return indices, torch.bincount(indices, minlength=self.num_codes)
+        self.idle_steps.add_(1).masked_fill_(counts > 0, 0)
         if self.restart_after is None:
-            return indices
+            return indices, counts
         dead = (self.idle_steps >= self.restart_after).nonzero().flatten()
         if len(dead):
             donors = torch.randint(len(flat), (len(dead),), device=flat.device)
             self._set_codes(dead, flat[donors].float())
             self.idle_steps[dead] = 0
-        return indices
+        return indices, counts
 
     def _quantize(self, z_e: torch.Tensor):
         check_z_e(z_e, self.code_dim)
         b, d, h, w = z_e.shape
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, d)  # (N, D), N = B*H*W
         indices = nearest_code(flat, self.codebook)
+        counts = torch.bincount(indices, minlength=self.num_codes)
         if self.training:
-            indices = self._maintain(flat.detach(), indices)
-        return flat, indices, (b, d, h, w)
+            indices, counts = self._maintain(flat.detach(), indices, counts)
+        return flat, indices, counts, (b, d, h, w)
 
-    def _output(self, flat, e, indices, shape, loss) -> QuantizerOutput:
+    def _output(self, flat, e, indices, counts, shape, loss) -> QuantizerOutput:
         b, d, h, w = shape
         z_q = flat + (e - flat).detach()  # straight-through: value e, gradient identity to z_e
         return QuantizerOutput(
             z_q=z_q.view(b, h, w, d).permute(0, 3, 1, 2),
             loss=loss,
             indices=indices.view(b, h, w),
-            perplexity=perplexity(indices, self.num_codes),
+            perplexity=_perplexity_of_counts(counts),
         )
 
     @torch.no_grad()
@@ -142,10 +147,10 @@ class VectorQuantizer(_CodebookQuantizer):
         self.codebook = nn.Parameter(torch.empty(num_codes, code_dim).uniform_(-limit, limit))
 
     def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
-        flat, indices, shape = self._quantize(z_e)
+        flat, indices, counts, shape = self._quantize(z_e)
         e = self.codebook.index_select(0, indices)  # its backward is the codebook's index_add
         loss = F.mse_loss(e, flat.detach()) + self.beta * F.mse_loss(flat, e.detach())
-        return self._output(flat, e, indices, shape, loss)
+        return self._output(flat, e, indices, counts, shape, loss)
 
 
 class VectorQuantizerEMA(_CodebookQuantizer):
@@ -183,10 +188,13 @@ class VectorQuantizerEMA(_CodebookQuantizer):
         self.code_sum[which] = vectors.float()
 
     @torch.no_grad()
-    def ema_update(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
-        """One step of App. A.1 for encoder vectors ``flat: (N, D)`` assigned to ``indices: (N,)``."""
+    def ema_update(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor | None = None) -> None:
+        """One step of App. A.1 for encoder vectors ``flat: (N, D)`` assigned to ``indices: (N,)``
+        (``counts``, the n_i, are computed from ``indices`` unless given)."""
         flat = flat.float()
-        counts = torch.bincount(indices, minlength=self.num_codes).float()  # n_i
+        if counts is None:
+            counts = torch.bincount(indices, minlength=self.num_codes)
+        counts = counts.float()  # n_i
         sums = torch.zeros_like(self.code_sum).index_add_(0, indices, flat)  # sum_j z_{i,j}
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.code_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
@@ -195,8 +203,8 @@ class VectorQuantizerEMA(_CodebookQuantizer):
         self.codebook.copy_(self.code_sum / smoothed.unsqueeze(1))
 
     def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
-        flat, indices, shape = self._quantize(z_e)
+        flat, indices, counts, shape = self._quantize(z_e)
         if self.training:
-            self.ema_update(flat.detach(), indices)
+            self.ema_update(flat.detach(), indices, counts)
         e = self.codebook.index_select(0, indices)
-        return self._output(flat, e, indices, shape, self.beta * F.mse_loss(flat, e))
+        return self._output(flat, e, indices, counts, shape, self.beta * F.mse_loss(flat, e))
