@@ -205,3 +205,11 @@ def test_bad_inputs_are_rejected_with_a_message():
         gumbel_max(torch.zeros(2, 3), torch.zeros(3, 2))
     with pytest.raises(ValueError, match="tau_min <= tau0"):
         temperature(0, 0.5, 1.0)
+
+
+def test_gumbel_noise_is_at_least_fp32_and_follows_the_device():
+    half = torch.zeros(3, 4, dtype=torch.float16)
+    assert gumbel_noise(half).dtype == torch.float32
+    assert gumbel_noise(torch.zeros(2, dtype=torch.float64)).dtype == torch.float64
+    assert gumbel_noise(half).device == half.device
+    assert gumbel_max(half).dtype == torch.float16 and gumbel_max(half).sum() == 3

@@ -3,8 +3,10 @@
 Layers (imports go downward only):
 
 1. ``runtime`` (seed, device, profile), ``data`` (datasets, loaders), ``nn`` (the paper's
-   encoder/decoder), ``likelihood`` (the discretised logistic over 8-bit pixels);
-2. ``vae`` (Gaussian VAE), and later the discrete, quantised and prior models;
+   encoder/decoder), ``likelihood`` (the discretised logistic over 8-bit pixels), ``nearest``
+   (nearest code as one matmul), ``estimators`` (score function, NVIL, VIMCO, Gumbel-softmax);
+2. ``vae`` (Gaussian VAE), ``discrete`` (categorical VAE), ``kmeans``, ``quantize`` (the vector
+   quantisers), then ``vqvae`` on top of ``quantize``;
 3. ``train`` (the one training loop, checkpoints), ``metrics`` (bits/dim), ``plot`` (figures).
 
 Importing the package imports nothing heavy and downloads nothing.

@@ -131,14 +131,16 @@ class CategoricalVAE(nn.Module):
         f = recon + (log_q + self.num_latents * math.log(self.num_classes)).detach()
         if self.estimator == "reinforce":
             return score_function(f, log_q), recon
-        c_psi = self.baseline(x * 2.0 - 1.0).squeeze(1)
+        # C_psi(x) predicts per pixel dimension, the scale of every loss in this book, so that a small
+        # network reaches a signal of thousands of nats per image
+        c_psi = self.baseline(x * 2.0 - 1.0).squeeze(1) * x[0].numel()
         centred = f.detach() - c_psi.detach()
         if self.training:  # NVIL's running statistics, momentum 0.8
             m = self.momentum
             self.signal_mean.mul_(m).add_((1 - m) * centred.mean())
             self.signal_var.mul_(m).add_((1 - m) * (centred - self.signal_mean).pow(2).mean())
         scale = self.signal_var.sqrt().clamp(min=1.0) if self.normalize else 1.0
-        baseline_loss = (f.detach() - self.signal_mean - c_psi).pow(2)  # regression of f - c on x
+        baseline_loss = ((f.detach() - self.signal_mean - c_psi) / x[0].numel()).pow(2)  # regress f - c on x
         return nvil(f, log_q, self.signal_mean + c_psi.detach(), scale) + gradient_only(baseline_loss), recon
 
     def _vimco_terms(self, x, logits):

@@ -89,9 +89,13 @@ def vimco(log_w: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
 
 
 def gumbel_noise(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Standard Gumbel noise ``G = -log(-log U)``, ``U ~ Uniform(0, 1)``, shaped like ``like``."""
-    u = torch.rand(like.shape, generator=generator, dtype=like.dtype, device=like.device)
-    tiny = torch.finfo(like.dtype).tiny
+    """Standard Gumbel noise ``G = -log(-log U)``, ``U ~ Uniform(0, 1)``, shaped like ``like``.
+
+    At least fp32 (fp64 stays fp64): half-precision noise under autocast would coarsen the sample.
+    """
+    dtype = torch.promote_types(like.dtype, torch.float32)
+    u = torch.rand(like.shape, generator=generator, dtype=dtype, device=like.device)
+    tiny = torch.finfo(dtype).tiny
     exponential = -torch.log(u.clamp(min=tiny))  # E ~ Exp(1); clamps keep log away from 0
     return -torch.log(exponential.clamp(min=tiny))
 
