@@ -67,3 +67,13 @@ def test_gradients_are_finite_even_for_sharp_logistics():
     log_scale = torch.full((256,), -7.0, requires_grad=True)
     discretized_logistic_log_prob(ALL_PIXELS, mean, log_scale).sum().backward()
     assert torch.isfinite(mean.grad).all() and torch.isfinite(log_scale.grad).all()
+
+
+def test_nll_is_minus_the_log_probability_summed_per_image():
+    from vqvae_lib.likelihood import discretized_logistic_nll
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (3, 1, 4, 4)) / 255.0
+    mean, log_scale = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4) - 2
+    expected = -discretized_logistic_log_prob(x, mean, log_scale).sum((1, 2, 3))
+    assert torch.allclose(discretized_logistic_nll(x, mean, log_scale), expected)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .estimators import gradient_only, gumbel_max, gumbel_noise, gumbel_softmax, nvil, score_function, temperature, vimco
-from .likelihood import discretized_logistic_log_prob, discretized_logistic_mean, discretized_logistic_sample
+from .likelihood import discretized_logistic_nll, discretized_logistic_mean, discretized_logistic_sample
 from .nn import Decoder, Encoder
 
 ESTIMATORS = ("reinforce", "nvil", "vimco", "gumbel", "st_gumbel")
@@ -120,7 +120,7 @@ class CategoricalVAE(nn.Module):
     def _recon(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``-log p(x | z)`` in nats per image, ``(B,)``."""
         mean, log_scale = self.decode(z)
-        return -discretized_logistic_log_prob(x, mean, log_scale).flatten(1).sum(1)
+        return discretized_logistic_nll(x, mean, log_scale)
 
     def _score_terms(self, x, logits):
         """REINFORCE or NVIL: one sample, learning signal f = -log p(x, z) + log q(z | x)."""

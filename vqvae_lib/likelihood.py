@@ -71,6 +71,11 @@ def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale
     )
 
 
+def discretized_logistic_nll(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """``-log P(x)`` per image in nats, ``(B,)``: eq. (1.8) summed over every pixel value of each image."""
+    return -discretized_logistic_log_prob(x, mean, log_scale).flatten(1).sum(1)
+
+
 def discretized_logistic_mean(mean: torch.Tensor) -> torch.Tensor:
     """The logistic's centre mapped back to pixels in [0, 1] (for showing reconstructions)."""
     return ((mean.float() + 1.0) / 2.0).clamp(0.0, 1.0)

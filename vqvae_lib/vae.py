@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .likelihood import discretized_logistic_log_prob, discretized_logistic_mean, discretized_logistic_sample
+from .likelihood import discretized_logistic_nll, discretized_logistic_mean, discretized_logistic_sample
 from .nn import Decoder, Encoder
 
 
@@ -69,7 +69,7 @@ class GaussianVAE(nn.Module):
         z = reparameterize(mu, logvar)
         mean, log_scale = self.decode(z)
         dims = x[0].numel()
-        recon = -discretized_logistic_log_prob(x, mean, log_scale).flatten(1).sum(1).mean() / dims
+        recon = discretized_logistic_nll(x, mean, log_scale).mean() / dims
         kl = gaussian_kl(mu.float(), logvar.float()).flatten(1).sum(1).mean() / dims
         return {"loss": recon + kl, "recon": recon, "kl": kl}
 

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from .likelihood import discretized_logistic_log_prob, discretized_logistic_mean
+from .likelihood import discretized_logistic_nll, discretized_logistic_mean
 from .nearest import nearest_code
 from .nn import Decoder, Encoder
 from .quantize import VectorQuantizer
@@ -59,7 +59,7 @@ class VQVAE(nn.Module):
         q = self.quantizer(z_e)
         mean, log_scale = self.decoder(q.z_q).chunk(2, dim=1)
         dims = x[0].numel()
-        recon = -discretized_logistic_log_prob(x, mean, log_scale).flatten(1).sum(1).mean() / dims
+        recon = discretized_logistic_nll(x, mean, log_scale).mean() / dims
         latents = q.indices[0].numel()
         # Paper eq. 3 sums -log p over the M pixels and the squared errors over the N*D latent
         # elements of an image; per pixel that is recon + (N*D/M) * the quantiser's element mean.
