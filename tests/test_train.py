@@ -60,5 +60,50 @@ def test_load_or_fit_trains_once_then_loads(tmp_path, monkeypatch, capsys):
 
 def test_checkpoint_name_changes_with_the_library_code(monkeypatch):
     before = train.checkpoint_path("quad", {"lr": 0.5})
-    monkeypatch.setattr(train, "_library_source", lambda: b"edited library")
+    monkeypatch.setattr(train, "_library_source", lambda modules=None: b"edited library")
     assert train.checkpoint_path("quad", {"lr": 0.5}) != before
+
+
+def test_model_checkpoint_hashes_only_the_code_it_depends_on(monkeypatch):
+    from vqvae_lib.vqvae import VQVAE
+
+    closure = set()
+    real = train._library_source
+
+    def spy(modules=None):
+        closure.update(modules or {"everything"})
+        return real(modules)
+
+    monkeypatch.setattr(train, "_library_source", spy)
+    train.checkpoint_path("vq", {"lr": 1.0}, VQVAE(num_codes=8, code_dim=4, hidden=8, res_hidden=4))
+    assert {"vqvae_lib.vqvae", "vqvae_lib.quantize", "vqvae_lib.nn", "vqvae_lib.train", "vqvae_lib.data"} <= closure
+    assert "everything" not in closure and "vqvae_lib.prior" not in closure
+    transitive = real(closure)
+    for module in ("likelihood", "nearest", "kmeans", "quantize", "nn", "vqvae", "train", "data"):
+        assert (train._PACKAGE / f"{module}.py").read_bytes() in transitive
+    assert (train._PACKAGE / "vae.py").read_bytes() not in transitive
+
+
+class Conditional(Quadratic):
+    conditional = True
+
+    def loss(self, x, y):
+        loss = ((self.w - y.float().mean()) ** 2).sum() + 0 * x.sum()
+        return {"loss": loss}
+
+
+def test_conditional_models_receive_the_labels():
+    labelled = DataLoader(TensorDataset(torch.zeros(16, 1), torch.full((16,), 2)), batch_size=4)
+    model = Conditional()
+    train.fit(model, labelled, epochs=20, lr=0.1)
+    assert abs(model.w.item() - 2.0) < 0.05
+    assert train.evaluate(model, labelled)["loss"] < 1e-2
+    unlabelled = DataLoader(TensorDataset(torch.zeros(4, 1)), batch_size=4)
+    unlabelled_plain = DataLoader(torch.zeros(4, 1), batch_size=4)
+    import pytest
+
+    with pytest.raises(ValueError, match="needs \\(x, labels\\) batches"):
+        train.evaluate(model, unlabelled_plain)
+    with pytest.raises(ValueError, match="labels"):
+        train.evaluate(model, unlabelled)
+

@@ -1,12 +1,14 @@
 """The one training loop of the book, its evaluation, and checkpoints.
 
 A model takes part by having a method ``loss(x) -> dict`` whose ``"loss"`` entry is the scalar to
-minimise; every other entry is logged. The loop is device-agnostic (it follows the model's
+minimise; every other entry is logged. A model with ``conditional = True`` (a class-conditional prior)
+is called as ``loss(x, y)`` with the batch's labels. The loop is device-agnostic (it follows the model's
 parameters), shows a tqdm bar, records a history, and uses mixed precision only on CUDA.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -41,6 +43,15 @@ def _batch_images(batch) -> torch.Tensor:
     return batch[0] if isinstance(batch, (list, tuple)) else batch
 
 
+def _batch_loss(model: torch.nn.Module, batch, device: torch.device) -> tuple[dict, int]:
+    x = _batch_images(batch).to(device, non_blocking=True)
+    if getattr(model, "conditional", False):
+        if not isinstance(batch, (list, tuple)) or len(batch) < 2:
+            raise ValueError("a conditional model needs (x, labels) batches; this loader yields no labels")
+        return model.loss(x, batch[1].to(device, non_blocking=True)), len(x)
+    return model.loss(x), len(x)
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader) -> dict[str, float]:
     """Every entry of ``model.loss`` averaged over all examples of ``loader`` (in eval mode)."""
@@ -48,11 +59,10 @@ def evaluate(model: torch.nn.Module, loader) -> dict[str, float]:
     model.eval()
     device, totals, count = _model_device(model), {}, 0
     for batch in loader:
-        x = _batch_images(batch).to(device, non_blocking=True)
-        out = model.loss(x)
+        out, n = _batch_loss(model, batch, device)
         for key, value in out.items():
-            totals[key] = totals.get(key, 0.0) + value.item() * len(x)
-        count += len(x)
+            totals[key] = totals.get(key, 0.0) + value.item() * n
+        count += n
     model.train(was_training)
     if count == 0:
         raise ValueError("the evaluation loader is empty")
@@ -85,9 +95,8 @@ def fit(
     bar = tqdm(total=epochs * len(train_loader), desc=desc, leave=False)
     for epoch in range(1, epochs + 1):
         for batch in train_loader:
-            x = _batch_images(batch).to(device, non_blocking=True)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                out = model.loss(x)
+                out, _ = _batch_loss(model, batch, device)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(out["loss"]).backward()
             scaler.step(optimizer)
@@ -114,16 +123,55 @@ def checkpoint_dir() -> Path:
     return Path(os.environ.get("VQVAE_CHECKPOINTS") or default)
 
 
-def _library_source() -> bytes:
-    return b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py")))
+_PACKAGE = Path(__file__).parent
+_ALWAYS = ("vqvae_lib.train", "vqvae_lib.data")  # the loop and the data shape every run
 
 
-def checkpoint_path(name: str, config: dict) -> Path:
-    """A file name that changes whenever ``config`` or the library's code does.
+def _imported_modules(name: str) -> set[str]:
+    """The ``vqvae_lib`` modules that module ``name`` imports (relative or absolute imports)."""
+    tree = ast.parse((_PACKAGE / f"{name.rsplit('.', 1)[-1]}.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1 and node.module:
+                found.add(f"vqvae_lib.{node.module}")
+            elif node.level == 1:
+                found.update(f"vqvae_lib.{alias.name}" for alias in node.names)
+            elif (node.module or "").startswith("vqvae_lib."):
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("vqvae_lib."))
+    return {m for m in found if (_PACKAGE / f"{m.rsplit('.', 1)[-1]}.py").is_file()}
+
+
+def _library_source(modules: set[str] | None = None) -> bytes:
+    """The source of ``modules`` and every ``vqvae_lib`` module they import; all of it when ``None``."""
+    if modules is None:
+        files = sorted(_PACKAGE.glob("*.py"))
+    else:
+        closure, todo = set(), list(modules)
+        while todo:
+            name = todo.pop()
+            if name not in closure:
+                closure.add(name)
+                todo.extend(_imported_modules(name))
+        files = [_PACKAGE / f"{m.rsplit('.', 1)[-1]}.py" for m in sorted(closure)]
+    return b"".join(p.read_bytes() for p in files)
+
+
+def checkpoint_path(name: str, config: dict, model: torch.nn.Module | None = None) -> Path:
+    """A file name that changes whenever ``config`` or the code that trains the model does.
 
     So a fast run never loads a full one, and a checkpoint trained by older code is never reused.
+    With ``model`` the code is the modules defining its classes, what they import, the loop and the
+    data module, so adding a chapter's module does not invalidate an earlier chapter's checkpoint;
+    without it, the whole library.
     """
-    key = json.dumps(config, sort_keys=True, default=str).encode() + _library_source()
+    modules = None
+    if model is not None:
+        modules = {type(m).__module__ for m in model.modules() if type(m).__module__.startswith("vqvae_lib.")}
+        modules.update(_ALWAYS)
+    key = json.dumps(config, sort_keys=True, default=str).encode() + _library_source(modules)
     return checkpoint_dir() / f"{name}-{hashlib.sha1(key).hexdigest()[:10]}.pt"
 
 
@@ -145,7 +193,7 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module) -> History:
 
 def load_or_fit(model: torch.nn.Module, name: str, config: dict, train_loader, **fit_kwargs) -> History:
     """Load the checkpoint cached for ``(name, config)`` if there is one, else ``fit`` and cache it."""
-    path = checkpoint_path(name, config)
+    path = checkpoint_path(name, config, model)
     if path.is_file():
         history = load_checkpoint(path, model)
         print(f"loaded cached checkpoint {path.name} (trained in {history.seconds:.0f} s)")
