@@ -68,3 +68,24 @@ def test_toc_lists_every_chapter_by_its_ipynb():
     listed = [toc["root"]] + [c["file"] for part in toc.get("parts", [toc]) for c in part.get("chapters", [])]
     for nb in NOTEBOOKS:
         assert f"chapters/{nb.name}" in listed
+
+
+def parameters(prefix, profile):
+    """The names a chapter's parameters cell defines, for ``PROFILE = profile``."""
+    notebook = next(p for p in NOTEBOOKS if p.name.startswith(prefix))
+    cell = next(c for c in code_cells(notebook) if source(c).startswith("# Parameters"))
+    names = {"PROFILE": profile}
+    exec(source(cell), names)
+    return names
+
+
+@pytest.mark.parametrize("profile", ["fast", "full"])
+def test_later_chapters_restate_earlier_settings_exactly(profile):
+    """Chapters 06 and 07 reuse earlier checkpoints only if their configs equal the training chapters'."""
+    ch = {prefix: parameters(prefix, profile) for prefix in ("01", "02", "04", "06", "07")}
+    assert ch["07"]["DATASET"] == "fashion_mnist", "the stored run is the Fashion-MNIST comparison"
+    assert ch["07"]["CH01"] == ch["01"]["CONFIG"]
+    assert ch["07"]["CH02"] == ch["02"]["CONFIG"]
+    assert ch["07"]["CH04"] == ch["06"]["CH04"] == ch["04"]["CONFIG"]
+    assert ch["07"]["CH06"] == ch["06"]["PRIOR_CONFIG"]
+    assert ch["06"]["TEST_SIZE"] == ch["07"]["TEST_SIZE"] == ch["04"]["TEST_SIZE"] == ch["02"]["TEST_SIZE"] == ch["01"]["TEST_SIZE"]

@@ -6,8 +6,8 @@ Layers (imports go downward only):
    encoder/decoder), ``likelihood`` (the discretised logistic over 8-bit pixels), ``nearest``
    (nearest code as one matmul), ``estimators`` (score function, NVIL, VIMCO, Gumbel-softmax);
 2. ``vae`` (Gaussian VAE), ``discrete`` (categorical VAE), ``kmeans``, ``quantize`` (the vector
-   quantisers), then ``vqvae`` on top of ``quantize``;
-3. ``train`` (the one training loop, checkpoints), ``metrics`` (bits/dim), ``plot`` (figures).
+   quantisers), then ``vqvae`` on top of ``quantize``; ``prior`` (the Gated PixelCNN over codes);
+3. ``train`` (the one training loop, checkpoints), ``metrics`` (bits/dim and its two-part bookkeeping), ``plot`` (figures).
 
 Importing the package imports nothing heavy and downloads nothing.
 """

@@ -1,0 +1,175 @@
+"""A Gated PixelCNN prior over the VQ-VAE's grid of codes (Chapter 06).
+
+The paper fits ``p(z)`` after the VQ-VAE is trained, as an autoregressive model over the latent grid in
+raster order (its section 3.2). This is the Gated PixelCNN of van den Oord et al. (2016, *Conditional
+Image Generation with PixelCNN Decoders*): a vertical stack that sees every row above, a horizontal
+stack that sees the row to the left, gated activations ``tanh(W_f * x) * sigmoid(W_g * x)`` (their
+eq. 2, Chapter 06 eq. 6.4), optional class conditioning (their eq. 4), and no blind spot.
+
+The masks are realised as *shifted* convolutions: a kernel that only covers the allowed rows or
+columns, with padding on the top or left. Chapter 06 derives why that equals a masked ``k x k``
+kernel and checks it. The inputs are code indices, embedded by a lookup table, so nothing is ever
+one-hot encoded.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
+
+
+def _gate(x: torch.Tensor) -> torch.Tensor:
+    """Chapter 06 eq. (6.4): ``tanh(a) * sigmoid(b)`` for the two halves of the channels."""
+    a, b = x.chunk(2, dim=1)
+    return torch.tanh(a) * torch.sigmoid(b)
+
+
+class GatedLayer(nn.Module):
+    """One gated layer with a vertical and a horizontal stack (Chapter 06 eqs. 6.4-6.6).
+
+    ``v`` at row ``i`` depends on rows ``<= i``; it reaches the horizontal stack shifted down one row,
+    so the horizontal stack at ``(i, j)`` sees rows ``< i`` through ``v`` and columns ``< j`` of row
+    ``i`` (``<= j`` of its own input from layer 2 on, which already excludes position ``(i, j)``).
+    ``first=True`` is the mask-A layer: its horizontal input is shifted right by one so the current
+    position is excluded, and it has no residual connection.
+    """
+
+    def __init__(self, channels: int, kernel_size: int, first: bool = False, num_classes: int | None = None):
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
+        self.first, self.pad = first, kernel_size // 2
+        self.v_conv = nn.Conv2d(channels, 2 * channels, (self.pad + 1, kernel_size))
+        self.v_to_h = nn.Conv2d(2 * channels, 2 * channels, 1)
+        self.h_conv = nn.Conv2d(channels, 2 * channels, (1, self.pad + 1))
+        self.h_out = nn.Conv2d(channels, channels, 1)
+        self.class_bias = nn.Embedding(num_classes, 4 * channels) if num_classes else None
+
+    def forward(self, v: torch.Tensor, h: torch.Tensor, labels: torch.Tensor | None = None):
+        height, width = v.shape[-2:]
+        p = self.pad
+        v_pre = self.v_conv(F.pad(v, (p, p, p, 0)))
+        v_down = F.pad(v_pre, (0, 0, 1, 0))[:, :, :height]
+        h_in = F.pad(h, (1, 0))[..., :width] if self.first else h
+        h_pre = self.h_conv(F.pad(h_in, (p, 0))) + self.v_to_h(v_down)
+        if self.class_bias is not None:
+            v_bias, h_bias = self.class_bias(labels)[:, :, None, None].chunk(2, dim=1)
+            v_pre, h_pre = v_pre + v_bias, h_pre + h_bias
+        h_new = self.h_out(_gate(h_pre))
+        return _gate(v_pre), h_new if self.first else h + h_new
+
+
+class GatedPixelCNN(nn.Module):
+    """An autoregressive prior ``p(z) = prod_i p(z_i | z_<i)`` over a grid of codes (eq. 6.1).
+
+    ``forward(indices)`` maps ``(B, H, W)`` int64 codes to logits ``(B, num_codes, H, W)``; the logits
+    at a position depend only on the codes before it in raster order. ``loss(indices)`` is the
+    cross-entropy in nats per latent; ``sample`` draws new grids ancestrally. With ``num_classes``
+    the model is class-conditional and every call takes ``labels`` ``(B,)``.
+    """
+
+    def __init__(
+        self,
+        num_codes: int,
+        channels: int = 64,
+        num_layers: int = 8,
+        kernel_size: int = 3,
+        num_classes: int | None = None,
+    ):
+        super().__init__()
+        if num_codes < 2 or num_layers < 1:
+            raise ValueError(f"need num_codes >= 2 and num_layers >= 1, got {num_codes} and {num_layers}")
+        self.num_codes, self.num_classes = num_codes, num_classes
+        self.embedding = nn.Embedding(num_codes, channels)
+        self.layers = nn.ModuleList(
+            GatedLayer(channels, kernel_size, first=(i == 0), num_classes=num_classes) for i in range(num_layers)
+        )
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, num_codes, 1))
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes is not None
+
+    def _check(self, indices: torch.Tensor, labels: torch.Tensor | None) -> None:
+        if indices.dim() != 3 or indices.dtype != torch.long:
+            raise ValueError(
+                f"expected code indices of shape (B, H, W) and dtype int64, got {tuple(indices.shape)} "
+                f"{indices.dtype}; VQVAE.encode(x) returns them in that form"
+            )
+        if indices.numel() and (indices.min() < 0 or indices.max() >= self.num_codes):
+            raise ValueError(f"code indices must lie in [0, {self.num_codes}), got [{indices.min()}, {indices.max()}]")
+        if self.conditional and labels is None:
+            raise ValueError(f"this prior is class-conditional ({self.num_classes} classes): pass labels of shape (B,)")
+        if not self.conditional and labels is not None:
+            raise ValueError("this prior is unconditional: build it with num_classes=... to use labels")
+        if labels is not None and (labels.shape != indices.shape[:1] or labels.dtype != torch.long):
+            raise ValueError(f"expected int64 labels of shape ({len(indices)},), got {tuple(labels.shape)} {labels.dtype}")
+
+    def forward(self, indices: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(B, num_codes, H, W)`` of ``p(z_i | z_<i)`` at every position, in one pass."""
+        self._check(indices, labels)
+        x = self.embedding(indices).permute(0, 3, 1, 2)
+        v, h = x, x
+        for layer in self.layers:
+            v, h = layer(v, h, labels)
+        return self.head(h)
+
+    def loss(self, indices: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Eq. (6.2): the cross-entropy ``-log p(z)`` averaged over latents, in nats (and bits)."""
+        nll = F.cross_entropy(self(indices, labels).float(), indices)
+        return {"loss": nll, "bits": nll.detach() / math.log(2.0)}
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        shape: tuple[int, int],
+        temperature: float = 1.0,
+        labels: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Ancestral sampling (eq. 6.3): draw ``z_1, z_2, ...`` in raster order, each given those before.
+
+        Returns ``(n, H, W)`` int64 codes on the model's device. At row ``i`` only rows ``<= i`` are
+        run through the network: the stacks never look down, so the rows below cannot matter.
+        ``temperature`` divides the logits (below 1 sharpens). A ``generator`` must live on the
+        model's device; without one, the global seed decides.
+        """
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        height, width = shape
+        device = self.embedding.weight.device
+        if labels is not None:
+            labels = labels.to(device)
+        was_training = self.training
+        self.eval()
+        codes = torch.zeros(n, height, width, dtype=torch.long, device=device)
+        for i in range(height):
+            for j in range(width):
+                logits = self(codes[:, : i + 1], labels)[:, :, i, j].float()
+                probs = torch.softmax(logits / temperature, dim=1)
+                codes[:, i, j] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        self.train(was_training)
+        return codes
+
+
+@torch.no_grad()
+def encode_dataset(encode, loader, device: torch.device | str) -> TensorDataset:
+    """The paper's second stage starts here: run ``encode`` (images -> codes) once over ``loader``.
+
+    Returns a ``TensorDataset`` of ``(codes (n, H, W) int64, labels (n,))`` on the CPU, in the loader's
+    order, so the prior trains on indices and never runs the encoder again.
+    """
+    codes, labels = [], []
+    for batch in loader:
+        if not isinstance(batch, (list, tuple)) or len(batch) < 2:
+            raise ValueError("encode_dataset needs a loader of (images, labels) batches")
+        codes.append(encode(batch[0].to(device)).cpu())
+        labels.append(batch[1])
+    if not codes:
+        raise ValueError("the loader is empty")
+    return TensorDataset(torch.cat(codes), torch.cat(labels))
