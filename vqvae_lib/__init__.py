@@ -7,7 +7,8 @@ Layers (imports go downward only):
    (nearest code as one matmul), ``estimators`` (score function, NVIL, VIMCO, Gumbel-softmax);
 2. ``vae`` (Gaussian VAE), ``discrete`` (categorical VAE), ``kmeans``, ``quantize`` (the vector
    quantisers), then ``vqvae`` on top of ``quantize``; ``prior`` (the Gated PixelCNN over codes);
-3. ``train`` (the one training loop, checkpoints), ``metrics`` (bits/dim and its two-part bookkeeping), ``plot`` (figures).
+3. ``train`` (the one training loop, checkpoints), ``metrics`` (bits/dim and its two-part bookkeeping),
+   ``importance`` (the importance-weighted bound), ``plot`` (figures).
 
 Importing the package imports nothing heavy and downloads nothing.
 """
