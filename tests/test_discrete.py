@@ -3,9 +3,13 @@ import math
 import pytest
 import torch
 
-from vqvae_lib.discrete import ESTIMATORS, CategoricalVAE, categorical_kl_uniform, categorical_log_prob
+from vqvae_lib.discrete import ESTIMATORS, CategoricalVAE, CategoricalVAEConfig, categorical_kl_uniform, categorical_log_prob
 
 SMALL = dict(hidden=16, res_hidden=8, num_classes=8, num_samples=3)
+
+
+def categorical_vae(estimator="gumbel", **kwargs):
+    return CategoricalVAE(CategoricalVAEConfig(estimator, **kwargs))
 
 
 def images(n=4, seed=0):
@@ -27,7 +31,7 @@ def test_kl_matches_the_expected_log_ratio():
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_loss_terms_add_up_and_the_encoder_receives_a_gradient(estimator):
     torch.manual_seed(0)
-    model = CategoricalVAE(estimator, **SMALL)
+    model = categorical_vae(estimator, **SMALL)
     out = model.loss(images())
     assert {"loss", "nelbo", "recon", "kl"} <= set(out)
     assert torch.allclose(out["nelbo"], out["recon"] + out["kl"])
@@ -40,17 +44,17 @@ def test_loss_terms_add_up_and_the_encoder_receives_a_gradient(estimator):
 
 def test_score_function_loss_is_a_one_sample_negative_elbo_in_value():
     torch.manual_seed(0)
-    model = CategoricalVAE("nvil", **SMALL)
+    model = categorical_vae("nvil", **SMALL)
     out = model.loss(images(64))
     # the sampled KL log q - log p and the exact KL agree on average; recon is the same sample
     assert abs((out["loss"] - out["nelbo"]).item()) < 0.01 * out["nelbo"].item()
-    st = CategoricalVAE("st_gumbel", **SMALL).loss(images())
+    st = categorical_vae("st_gumbel", **SMALL).loss(images())
     assert torch.allclose(st["loss"], st["nelbo"])
 
 
 def test_nvil_statistics_and_temperature_move_only_in_training():
     torch.manual_seed(0)
-    nvil_model, gumbel_model = CategoricalVAE("nvil", **SMALL), CategoricalVAE("gumbel", anneal_rate=0.1, **SMALL)
+    nvil_model, gumbel_model = categorical_vae("nvil", **SMALL), categorical_vae("gumbel", anneal_rate=0.1, **SMALL)
     nvil_model.loss(images())
     gumbel_model.loss(images())
     assert nvil_model.signal_mean.item() != 0.0 and gumbel_model.tau == pytest.approx(math.exp(-0.1))
@@ -62,21 +66,21 @@ def test_nvil_statistics_and_temperature_move_only_in_training():
 
 def test_only_nvil_trains_a_baseline():
     torch.manual_seed(0)
-    model = CategoricalVAE("nvil", **SMALL)
+    model = categorical_vae("nvil", **SMALL)
     model.loss(images())["loss"].backward()
     assert model.baseline[1].weight.grad.abs().sum() > 0
-    assert not hasattr(CategoricalVAE("vimco", **SMALL), "baseline")
+    assert not hasattr(categorical_vae("vimco", **SMALL), "baseline")
 
 
 def test_vimco_loss_is_the_negative_multi_sample_bound_which_is_tighter():
     torch.manual_seed(0)
-    model = CategoricalVAE("vimco", **{**SMALL, "num_samples": 8})
+    model = categorical_vae("vimco", **{**SMALL, "num_samples": 8})
     out = model.loss(images(16))
     assert out["loss"] < out["nelbo"]  # -L_8 <= -ELBO on average; by far more than the noise here
 
 
 def test_reconstruct_and_sample_shapes():
-    model = CategoricalVAE("gumbel", **SMALL)
+    model = categorical_vae("gumbel", **SMALL)
     x = images(3)
     assert model.reconstruct(x).shape == x.shape and model.sample(2).shape == (2, 1, 28, 28)
     assert model.encode(x).shape == (3, 1, 7, 7, 8) and model.num_latents == 49
@@ -84,7 +88,7 @@ def test_reconstruct_and_sample_shapes():
 
 def test_a_few_adam_steps_on_a_constant_image_lower_the_bound():
     torch.manual_seed(0)
-    model = CategoricalVAE("gumbel", **SMALL)
+    model = categorical_vae("gumbel", **SMALL)
     x = torch.full((4, 1, 28, 28), 0.5)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = model.loss(x)["nelbo"].item()
@@ -97,12 +101,12 @@ def test_a_few_adam_steps_on_a_constant_image_lower_the_bound():
 
 def test_bad_arguments_name_the_choices():
     with pytest.raises(ValueError, match="expected one of"):
-        CategoricalVAE("rebar")
+        categorical_vae("rebar")
     with pytest.raises(ValueError, match="num_samples >= 2"):
-        CategoricalVAE("vimco", num_samples=1)
+        categorical_vae("vimco", num_samples=1)
     with pytest.raises(ValueError, match="num_classes >= 2"):
-        CategoricalVAE(num_classes=1)
+        categorical_vae(num_classes=1)
     with pytest.raises(ValueError, match="tau_min <= tau0"):
-        CategoricalVAE(tau0=0.1, tau_min=0.5)
+        categorical_vae(tau0=0.1, tau_min=0.5)
     with pytest.raises(ValueError, match=r"expected images x of shape \(B, 1, 28, 28\)"):
-        CategoricalVAE(**SMALL).loss(torch.zeros(2, 3, 28, 28))
+        categorical_vae(**SMALL).loss(torch.zeros(2, 3, 28, 28))

@@ -5,7 +5,7 @@ import torch
 
 from vqvae_lib.importance import importance_weighted_nll
 from vqvae_lib.likelihood import discretized_logistic_nll
-from vqvae_lib.vae import GaussianVAE, gaussian_kl
+from vqvae_lib.vae import GaussianVAE, VAEConfig, gaussian_kl
 
 
 class IgnoresZ:
@@ -51,7 +51,7 @@ def test_wrong_posterior_costs_its_kl_at_k1_and_the_gap_closes_with_k():
 
 def test_on_a_vae_k1_is_the_elbo_and_more_samples_tighten_it():
     torch.manual_seed(0)
-    vae = GaussianVAE(latent_channels=2, hidden=8, res_hidden=4).eval()
+    vae = GaussianVAE(VAEConfig(latent_channels=2, hidden=8, res_hidden=4)).eval()
     x = torch.randint(0, 256, (16, 1, 28, 28)) / 255
     with torch.no_grad():
         elbo = torch.stack([vae.loss(x)["loss"] for _ in range(200)]).mean().item() * 784

@@ -77,3 +77,22 @@ def test_nll_is_minus_the_log_probability_summed_per_image():
     mean, log_scale = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4) - 2
     expected = -discretized_logistic_log_prob(x, mean, log_scale).sum((1, 2, 3))
     assert torch.allclose(discretized_logistic_nll(x, mean, log_scale), expected)
+
+
+def test_wide_logistics_match_high_precision_arithmetic():
+    """At log_scale 12-15 a bin holds about 1e-5..1e-7 of the mass; subtracting two nearly equal
+    sigmoids (or their logs) in fp32 loses every digit of it. 50-digit arithmetic is the judge."""
+    import mpmath
+
+    mpmath.mp.dps = 50
+
+    def exact(k, mean, log_scale):
+        s, y = mpmath.exp(log_scale), mpmath.mpf(2 * k) / 255 - 1
+        cdf = lambda v: 1 / (1 + mpmath.exp(-(v - mean) / s))
+        return float(mpmath.log(cdf(y + mpmath.mpf(1) / 255) - cdf(y - mpmath.mpf(1) / 255)))
+
+    for log_scale in (12.0, 13.5, 15.0):
+        for k, mean in ((100, 0.1), (3, -0.9), (250, 0.95)):
+            got = discretized_logistic_log_prob(torch.tensor([k / 255]), torch.tensor([mean]), torch.tensor([log_scale]))
+            want = exact(k, mpmath.mpf(mean), mpmath.mpf(log_scale))
+            assert abs(got.item() - want) < 1e-4 * abs(want), (log_scale, k, got.item(), want)

@@ -46,3 +46,11 @@ def test_environment_installs_the_package_itself():
 def test_torch_is_a_lower_bound_not_a_pin():
     reqs = pyproject_requirements()
     assert reqs["torch"].startswith(">=") and reqs["torchvision"].startswith(">=")
+
+
+def test_requires_python_admits_exactly_what_the_tests_and_conda_use():
+    floor = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert floor == ">=3.11", "the tests import tomllib (Python 3.11); keep requires-python in step"
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda_python = next(dep for dep in env["dependencies"] if isinstance(dep, str) and dep.startswith("python="))
+    assert tuple(int(v) for v in conda_python.split("=")[1].split(".")) >= (3, 11)

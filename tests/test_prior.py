@@ -2,12 +2,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vqvae_lib.prior import GatedLayer, GatedPixelCNN
+from vqvae_lib.prior import GatedLayer, GatedPixelCNN, PriorConfig
 
 
 def small_prior(**kwargs):
     torch.manual_seed(0)
-    return GatedPixelCNN(num_codes=6, channels=8, num_layers=6, **kwargs).eval()
+    return GatedPixelCNN(PriorConfig(num_codes=6, channels=8, num_layers=6, **kwargs)).eval()
 
 
 def dependencies(model, codes, q):
@@ -75,7 +75,7 @@ def test_loss_is_cross_entropy_in_nats_and_bits():
 
 def test_an_untrained_prior_is_close_to_uniform_and_training_fits_a_pattern():
     torch.manual_seed(0)
-    model = GatedPixelCNN(num_codes=4, channels=16, num_layers=3)
+    model = GatedPixelCNN(PriorConfig(num_codes=4, channels=16, num_layers=3))
     assert abs(model.loss(torch.randint(0, 4, (8, 3, 3)))["loss"].item() - torch.log(torch.tensor(4.0)).item()) < 0.2
     rows, cols = torch.meshgrid(torch.arange(3), torch.arange(3), indexing="ij")
     checker = (rows + cols) % 2
@@ -123,12 +123,32 @@ def test_samples_follow_the_softmax_and_temperature_sharpens_it():
         model.sample(1, (2, 2), temperature=0)
 
 
-def test_class_conditioning():
+@pytest.mark.parametrize("kernel_size, num_classes", [(5, None), (3, 3), (5, 3)])
+def test_causal_and_without_blind_spot_for_wider_kernels_and_with_labels(kernel_size, num_classes):
+    model = small_prior(kernel_size=kernel_size, num_classes=num_classes)
+    labels = torch.tensor([2]) if num_classes else None
+    codes = torch.randint(0, 6, (1, 5, 5), generator=torch.Generator().manual_seed(3))
+    base = model(codes, labels)
+    for p in range(25):
+        changed = codes.clone()
+        changed[0, p // 5, p % 5] = (changed[0, p // 5, p % 5] + 1) % 6
+        diff = (model(changed, labels) - base).abs().amax(dim=1).flatten()
+        assert diff[: p + 1].max() == 0, f"changing position {p} moved a logit at or before it"
+        assert p == 24 or diff[p + 1] > 0, f"position {p + 1} does not see its left neighbour {p}"
+
+
+def test_class_conditioning_reaches_every_position_and_each_example_gets_its_own_label():
     model = small_prior(num_classes=3)
     assert model.conditional
-    codes = torch.randint(0, 6, (2, 3, 3))
+    codes = torch.randint(0, 6, (2, 3, 3), generator=torch.Generator().manual_seed(0))
     zero, one = model(codes, torch.tensor([0, 0])), model(codes, torch.tensor([1, 1]))
-    assert not torch.allclose(zero, one)
+    # the first position has no context at all: only the label can move its logits
+    assert (zero - one).abs().amax(dim=1).min() > 1e-4
+    mixed = model(codes, torch.tensor([0, 1]))
+    assert torch.allclose(mixed[0], zero[0]) and torch.allclose(mixed[1], one[1])
+    for layer in model.layers:  # with the class biases zeroed, the label no longer matters
+        torch.nn.init.zeros_(layer.class_bias.weight)
+    assert torch.equal(model(codes, torch.tensor([0, 0])), model(codes, torch.tensor([2, 2])))
     samples = model.sample(2, (3, 3), labels=torch.tensor([0, 2]), generator=torch.Generator().manual_seed(0))
     assert samples.shape == (2, 3, 3)
     with pytest.raises(ValueError, match="class-conditional"):
@@ -148,7 +168,7 @@ def test_bad_indices_are_rejected_with_a_clear_message():
     with pytest.raises(ValueError, match=r"in \[0, 6\)"):
         model(torch.full((1, 2, 2), 6))
     with pytest.raises(ValueError, match="kernel_size"):
-        GatedPixelCNN(num_codes=4, kernel_size=4)
+        GatedPixelCNN(PriorConfig(num_codes=4, kernel_size=4))
 
 
 def test_encode_dataset_keeps_order_and_labels():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vqvae_lib.nearest import squared_distances
-from vqvae_lib.quantize import VectorQuantizer, VectorQuantizerEMA
+from vqvae_lib.quantize import VectorQuantizer, VectorQuantizerEMA, perplexity
 
 
 def as_grid(vectors):
@@ -104,10 +104,10 @@ def test_bad_hyperparameters_are_rejected():
 
 
 def test_ema_works_in_a_vqvae_and_stays_fp32_under_autocast():
-    from vqvae_lib.vqvae import VQVAE
+    from vqvae_lib.vqvae import VQVAE, VQVAEConfig
 
     torch.manual_seed(0)
-    model = VQVAE(num_codes=16, code_dim=8, hidden=16, res_hidden=8, quantizer=VectorQuantizerEMA(16, 8))
+    model = VQVAE(VQVAEConfig(num_codes=16, code_dim=8, hidden=16, res_hidden=8, quantizer="ema"))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model.loss(torch.rand(2, 1, 28, 28))
     out["loss"].backward()
@@ -123,3 +123,70 @@ def test_idle_steps_count_batches_since_each_code_was_chosen():
         vq(as_grid(torch.tensor([[0.1], [4.9]])))
     assert vq.idle_steps.tolist() == [0, 0, 3]
     assert vq.dead_codes(idle_for=3) == 1 and vq.dead_codes(idle_for=4) == 0
+
+
+@pytest.mark.parametrize("decay", [0.99, 0.0])
+def test_a_code_no_vector_chooses_stays_exactly_where_it_is_for_2000_steps(decay):
+    # Without the freeze, Laplace smoothing pulls it to e_0 * gamma^t / (gamma^t + eps): to the origin
+    # after about 1,150 steps at gamma = 0.99, and at once at gamma = 0.
+    vq = VectorQuantizerEMA(3, 2, decay=decay)
+    vq.codebook.copy_(torch.tensor([[0.0, 0.0], [4.0, 4.0], [50.0, -50.0]]))
+    vq.code_sum.copy_(vq.codebook)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(2000):
+        batch = torch.cat([torch.randn(8, 2, generator=generator), 4 + torch.randn(8, 2, generator=generator)])
+        vq(as_grid(batch))
+    assert torch.equal(vq.codebook[2], torch.tensor([50.0, -50.0]))
+    assert vq.cluster_size[2] < 1e-8  # its statistics decayed all the same
+    assert vq.codebook[:2].sub(torch.tensor([[0.0, 0.0], [4.0, 4.0]])).abs().max() < 2.0
+
+
+@pytest.mark.parametrize("cls", [VectorQuantizer, VectorQuantizerEMA])
+def test_restart_donors_are_drawn_without_replacement(cls):
+    torch.manual_seed(0)
+    vq = cls(64, 2, restart_after=1)
+    with torch.no_grad():
+        vq.codebook.copy_(torch.cat([torch.zeros(1, 2), 1000 + torch.arange(126.0).view(63, 2)]))
+        if isinstance(vq, VectorQuantizerEMA):
+            vq.code_sum.copy_(vq.codebook)
+    batch = torch.randn(16, 2) * 0.01  # all choose code 0; codes 1..63 are dead after one batch
+    vq(as_grid(batch))
+    restarted = vq.codebook.detach()[1:]
+    revived = restarted[restarted.abs().max(1).values < 1]
+    assert len(revived) == 16, "16 donors can revive 16 codes"
+    assert len(torch.unique(revived, dim=0)) == 16, "no two codes restarted on the same vector"
+    assert (vq.idle_steps[1:] == 0).sum() == 16  # the other 47 wait for the next batch
+
+
+def test_ema_statistics_stay_consistent_after_kmeans_init_and_restarts():
+    torch.manual_seed(0)
+    vq = VectorQuantizerEMA(16, 4, restart_after=1, kmeans_init=True)
+    vq(torch.randn(2, 4, 4, 4) + 3.0)  # k-means init
+    assert torch.allclose(vq.code_sum, vq.codebook * vq.cluster_size.unsqueeze(1))
+    before = vq.codebook.clone()
+    vq(torch.randn(2, 4, 4, 4) - 30.0)  # far away: one code takes everything, the rest restart
+    # a restart sets N_i = 1 and m_i = e_i; this batch's EMA step then decays both by gamma
+    restarted = (vq.codebook != before).any(1) & torch.isclose(vq.cluster_size, torch.tensor(0.99))
+    assert restarted.sum() >= 10  # all but the one or two codes the far batch chose
+    assert torch.allclose(vq.code_sum[restarted], vq.codebook[restarted] * 0.99)
+
+
+@pytest.mark.parametrize("quantizer", ["vq", "ema"])
+def test_a_vqvae_trains_in_float64(quantizer):
+    from vqvae_lib.vqvae import VQVAE, VQVAEConfig
+
+    torch.manual_seed(0)
+    model = VQVAE(VQVAEConfig(num_codes=16, code_dim=4, hidden=8, res_hidden=4, quantizer=quantizer,
+                              restart_after=1, kmeans_init=True)).double()
+    for _ in range(2):
+        out = model.loss(torch.rand(4, 1, 28, 28, dtype=torch.float64))
+        out["loss"].backward()
+    assert model.quantizer.codebook.dtype == torch.float64 and torch.isfinite(out["loss"])
+
+
+@pytest.mark.parametrize("cls", [VectorQuantizer, VectorQuantizerEMA])
+def test_an_empty_batch_is_refused_with_a_message(cls):
+    with pytest.raises(ValueError, match="empty batch"):
+        cls(8, 4)(torch.zeros(0, 4, 3, 3))
+    with pytest.raises(ValueError, match="empty"):
+        perplexity(torch.zeros(0, dtype=torch.long), 8)

@@ -1,6 +1,6 @@
 import torch
 
-from vqvae_lib.vae import GaussianVAE, gaussian_kl, reparameterize
+from vqvae_lib.vae import GaussianVAE, VAEConfig, gaussian_kl, reparameterize
 
 
 def test_analytic_kl_matches_monte_carlo():
@@ -25,7 +25,7 @@ def test_reparameterised_sample_carries_gradients_to_mu_and_logvar():
 
 def test_loss_is_negative_elbo_per_dim_and_shapes_hold():
     torch.manual_seed(0)
-    vae = GaussianVAE(latent_channels=3, hidden=16, res_hidden=8)
+    vae = GaussianVAE(VAEConfig(latent_channels=3, hidden=16, res_hidden=8))
     x = torch.randint(0, 256, (4, 1, 28, 28)) / 255.0
     out = vae.loss(x)
     assert set(out) == {"loss", "recon", "kl"}
@@ -37,7 +37,7 @@ def test_loss_is_negative_elbo_per_dim_and_shapes_hold():
 
 def test_a_few_adam_steps_on_a_constant_image_lower_the_loss():
     torch.manual_seed(0)
-    vae = GaussianVAE(latent_channels=2, hidden=16, res_hidden=8)
+    vae = GaussianVAE(VAEConfig(latent_channels=2, hidden=16, res_hidden=8))
     x = torch.full((8, 1, 28, 28), 0.5)
     opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
     first = vae.loss(x)["loss"].item()

@@ -3,25 +3,32 @@ import math
 import pytest
 import torch
 
-from vqvae_lib.vqvae import VQVAE
+from vqvae_lib.vqvae import VQVAE, VQVAEConfig
+
+
+def small(**kwargs):
+    torch.manual_seed(0)
+    return VQVAE(VQVAEConfig(num_codes=32, code_dim=8, hidden=16, res_hidden=8, **kwargs))
 
 
 @pytest.fixture
 def model():
-    torch.manual_seed(0)
-    return VQVAE(num_codes=32, code_dim=8, hidden=16, res_hidden=8)
+    return small()
 
 
-def test_encode_decode_round_trip(model):
+def test_encode_never_updates_a_stateful_codebook_while_a_training_forward_does():
+    model = small(quantizer="ema", restart_after=1)  # every training forward moves the codebook
     x = torch.randint(0, 256, (3, 1, 28, 28)) / 255.0
-    indices = model.encode(x)
+    before = model.quantizer.codebook.clone()
+    indices = model.encode(x)  # training mode: encode must still leave the codebook alone
     assert indices.shape == (3, 7, 7) and indices.dtype == torch.int64
     assert 0 <= indices.min() and indices.max() < 32
+    assert torch.equal(model.quantizer.codebook, before) and model.quantizer.idle_steps.eq(0).all()
     images = model.decode(indices)
     assert images.shape == x.shape and 0 <= images.min() and images.max() <= 1
     assert torch.equal(model.reconstruct(x), images)
-    model.loss(x)  # a training-mode forward must not change how images encode
-    assert torch.equal(model.encode(x), indices)
+    model.loss(x)  # a training-mode forward does update it, so the check above could have failed
+    assert not torch.equal(model.quantizer.codebook, before)
 
 
 def test_encode_matches_the_quantizer_forward(model):
@@ -42,6 +49,17 @@ def test_every_part_receives_a_gradient(model):
     for name in ("encoder", "decoder", "quantizer"):
         part = getattr(model, name)
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters()), name
+
+
+def test_the_config_builds_the_quantizer_it_names():
+    from vqvae_lib.quantize import VectorQuantizer, VectorQuantizerEMA
+
+    ema = small(quantizer="ema", decay=0.9, restart_after=5, beta=0.5).quantizer
+    assert isinstance(ema, VectorQuantizerEMA) and (ema.decay, ema.restart_after, ema.beta) == (0.9, 5, 0.5)
+    vq = small(init_scale=1 / 32).quantizer
+    assert isinstance(vq, VectorQuantizer) and vq.codebook.abs().max() <= 1 / 32
+    with pytest.raises(ValueError, match="unknown quantizer"):
+        VQVAEConfig(quantizer="fsq")
 
 
 def test_bad_images_are_rejected(model):

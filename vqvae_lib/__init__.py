@@ -1,17 +1,35 @@
 """vqvae_lib: the small, layered PyTorch library behind *VQ-VAE from first principles*.
 
-Layers (imports go downward only):
+Layers (imports go downward only; ``tests/test_layers.py`` checks it against :data:`LAYERS`):
 
 1. ``runtime`` (seed, device, profile), ``data`` (datasets, loaders), ``nn`` (the paper's
-   encoder/decoder), ``likelihood`` (the discretised logistic over 8-bit pixels), ``nearest``
-   (nearest code as one matmul), ``estimators`` (score function, NVIL, VIMCO, Gumbel-softmax);
+   encoder/decoder and the one image-shape check), ``likelihood`` (the discretised logistic over
+   8-bit pixels, and the one map from pixels to the models' [-1, 1] range), ``nearest`` (nearest
+   code as one matmul), ``estimators`` (score function, NVIL, VIMCO, Gumbel-softmax), ``metrics``
+   (bits/dim and its two-part bookkeeping);
 2. ``vae`` (Gaussian VAE), ``discrete`` (categorical VAE), ``kmeans``, ``quantize`` (the vector
    quantisers), then ``vqvae`` on top of ``quantize``; ``prior`` (the Gated PixelCNN over codes);
-3. ``train`` (the one training loop, checkpoints), ``metrics`` (bits/dim and its two-part bookkeeping),
+   each model is built from a config dataclass (``VAEConfig``, ``CategoricalVAEConfig``,
+   ``VQVAEConfig``, ``PriorConfig``);
+3. ``train`` (the one training loop), ``checkpoint`` (the cache of trained models, keyed by run),
    ``importance`` (the importance-weighted bound), ``plot`` (figures).
+
+**Random numbers, one rule.** Every public function that draws random numbers for the reader
+(sampling, k-means seeding, noise, importance samples) takes ``generator=None``. ``None`` means the
+global RNG; a generator must live on the device where the numbers are drawn, which is always the
+device of the tensors involved (``torch.Generator(device=x.device)``), as PyTorch itself requires.
+Randomness inside a model's ``loss`` during training uses the global RNG, which
+``checkpoint.load_or_fit`` seeds.
+
+**Devices.** No module hard-codes a device; every tensor follows its input's device.
 
 Importing the package imports nothing heavy and downloads nothing.
 """
 
 __version__ = "0.1.0"
 REPO_URL = "https://github.com/vqvae-from-first-principles/vqvae-book"
+LAYERS = {
+    "runtime": 1, "data": 1, "nn": 1, "likelihood": 1, "nearest": 1, "estimators": 1, "metrics": 1,
+    "vae": 2, "discrete": 2, "kmeans": 2, "quantize": 2, "vqvae": 2, "prior": 2,
+    "train": 3, "checkpoint": 3, "importance": 3, "plot": 3,
+}

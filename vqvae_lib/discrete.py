@@ -19,16 +19,49 @@ estimators of :mod:`vqvae_lib.estimators`, chosen by ``estimator``:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .estimators import gradient_only, gumbel_max, gumbel_noise, gumbel_softmax, nvil, score_function, temperature, vimco
-from .likelihood import discretized_logistic_nll, discretized_logistic_mean, discretized_logistic_sample
-from .nn import Decoder, Encoder
+from .likelihood import discretized_logistic_mean, discretized_logistic_nll, discretized_logistic_sample, to_model_range
+from .nn import Decoder, Encoder, check_image
 
 ESTIMATORS = ("reinforce", "nvil", "vimco", "gumbel", "st_gumbel")
+
+
+@dataclass(frozen=True)
+class CategoricalVAEConfig:
+    """Everything that defines a categorical VAE before training (the checkpoint cache keys on it).
+
+    ``num_samples`` is VIMCO's S; ``tau0``, ``tau_min`` and ``anneal_rate`` the Gumbel-softmax schedule
+    (eq. 2.13); ``baseline_hidden`` and ``momentum`` NVIL's baseline network and running statistics.
+    """
+
+    estimator: str = "gumbel"
+    in_channels: int = 1
+    image_size: int = 28
+    latent_channels: int = 1
+    num_classes: int = 64  # K
+    hidden: int = 64
+    res_hidden: int = 32
+    num_samples: int = 4
+    tau0: float = 1.0
+    tau_min: float = 0.5
+    anneal_rate: float = 1e-5
+    baseline_hidden: int = 100
+    momentum: float = 0.8
+
+    def __post_init__(self):
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {self.estimator!r}; expected one of {ESTIMATORS}")
+        if self.num_classes < 2 or self.latent_channels < 1:
+            raise ValueError(f"need num_classes >= 2 and latent_channels >= 1, got {self.num_classes} and {self.latent_channels}")
+        if self.estimator == "vimco" and self.num_samples < 2:
+            raise ValueError(f"VIMCO needs num_samples >= 2 (leave-one-out baselines), got {self.num_samples}")
+        temperature(0, self.tau0, self.tau_min, self.anneal_rate)  # validates the schedule
 
 
 def categorical_log_prob(z: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -52,40 +85,20 @@ class CategoricalVAE(nn.Module):
     ``-L_S`` for ``vimco`` and the relaxed objective for ``gumbel``.
     """
 
-    def __init__(
-        self,
-        estimator: str = "gumbel",
-        in_channels: int = 1,
-        image_size: int = 28,
-        latent_channels: int = 1,
-        num_classes: int = 64,
-        hidden: int = 64,
-        res_hidden: int = 32,
-        num_samples: int = 4,
-        tau0: float = 1.0,
-        tau_min: float = 0.5,
-        anneal_rate: float = 1e-5,
-        baseline_hidden: int = 100,
-        momentum: float = 0.8,
-    ):
+    def __init__(self, config: CategoricalVAEConfig | None = None):
         super().__init__()
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"unknown estimator {estimator!r}; expected one of {ESTIMATORS}")
-        if num_classes < 2 or latent_channels < 1:
-            raise ValueError(f"need num_classes >= 2 and latent_channels >= 1, got {num_classes} and {latent_channels}")
-        if estimator == "vimco" and num_samples < 2:
-            raise ValueError(f"VIMCO needs num_samples >= 2 (leave-one-out baselines), got {num_samples}")
-        temperature(0, tau0, tau_min, anneal_rate)  # validates the schedule
-        self.estimator, self.num_samples, self.momentum = estimator, num_samples, momentum
-        self.in_channels, self.image_size = in_channels, image_size
-        self.latent_channels, self.num_classes = latent_channels, num_classes
-        self.tau0, self.tau_min, self.anneal_rate = tau0, tau_min, anneal_rate
+        self.config = c = config or CategoricalVAEConfig()
+        self.estimator, self.num_samples, self.momentum = c.estimator, c.num_samples, c.momentum
+        self.in_channels, self.image_size = c.in_channels, c.image_size
+        self.latent_channels, self.num_classes = c.latent_channels, c.num_classes
+        self.tau0, self.tau_min, self.anneal_rate = c.tau0, c.tau_min, c.anneal_rate
         self.normalize = True  # NVIL's variance normalisation; set False to compare raw gradients
-        self.encoder = Encoder(in_channels, latent_channels * num_classes, hidden, res_hidden)
-        self.decoder = Decoder(latent_channels * num_classes, 2 * in_channels, hidden, res_hidden)
-        if estimator == "nvil":  # C_psi(x): an MLP with one hidden layer of tanh units (Mnih & Gregor 2014)
+        self.encoder = Encoder(c.in_channels, c.latent_channels * c.num_classes, c.hidden, c.res_hidden)
+        self.decoder = Decoder(c.latent_channels * c.num_classes, 2 * c.in_channels, c.hidden, c.res_hidden)
+        if c.estimator == "nvil":  # C_psi(x): an MLP with one hidden layer of tanh units (Mnih & Gregor 2014)
             self.baseline = nn.Sequential(
-                nn.Flatten(), nn.Linear(in_channels * image_size**2, baseline_hidden), nn.Tanh(), nn.Linear(baseline_hidden, 1)
+                nn.Flatten(), nn.Linear(c.in_channels * c.image_size**2, c.baseline_hidden), nn.Tanh(),
+                nn.Linear(c.baseline_hidden, 1)
             )
             self.register_buffer("signal_mean", torch.zeros(()))  # c: running mean of f - C_psi(x)
             self.register_buffer("signal_var", torch.ones(()))  # v: running variance of f - C_psi(x) - c
@@ -107,7 +120,7 @@ class CategoricalVAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``x: (B, C, H, W)`` in [0, 1] -> ``logits: (B, latent_channels, H/4, W/4, K)``."""
-        logits = self.encoder(x * 2.0 - 1.0)
+        logits = self.encoder(to_model_range(x))
         b, _, h, w = logits.shape
         return logits.view(b, self.latent_channels, self.num_classes, h, w).permute(0, 1, 3, 4, 2)
 
@@ -133,7 +146,7 @@ class CategoricalVAE(nn.Module):
             return score_function(f, log_q), recon
         # C_psi(x) predicts per pixel dimension, the scale of every loss in this book, so that a small
         # network reaches a signal of thousands of nats per image
-        c_psi = self.baseline(x * 2.0 - 1.0).squeeze(1) * x[0].numel()
+        c_psi = self.baseline(to_model_range(x)).squeeze(1) * x[0].numel()
         centred = f.detach() - c_psi.detach()
         if self.training:  # NVIL's running statistics, momentum 0.8
             m = self.momentum
@@ -167,10 +180,7 @@ class CategoricalVAE(nn.Module):
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The surrogate ``loss`` and the negative ELBO (eq. 2.3) with its terms, per pixel dimension."""
-        if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[-1] != self.image_size:
-            raise ValueError(
-                f"expected images x of shape (B, {self.in_channels}, {self.image_size}, {self.image_size}), got {tuple(x.shape)}"
-            )
+        check_image(x, self.in_channels, size=self.image_size)
         logits = self.encode(x)
         kl = categorical_kl_uniform(logits).flatten(1).sum(1)
         if self.estimator in ("reinforce", "nvil"):
@@ -182,7 +192,7 @@ class CategoricalVAE(nn.Module):
         out = {"loss": surrogate.mean(), "nelbo": (recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean()}
         out = {key: value / x[0].numel() for key, value in out.items()}
         if self.estimator in ("gumbel", "st_gumbel"):
-            out["tau"] = torch.tensor(self.tau)
+            out["tau"] = torch.tensor(self.tau, device=x.device)
         if self.training:
             self.step += 1
         return out
@@ -195,9 +205,11 @@ class CategoricalVAE(nn.Module):
         return discretized_logistic_mean(self.decode(z)[0])
 
     @torch.no_grad()
-    def sample(self, n: int, mean_only: bool = True) -> torch.Tensor:
+    def sample(self, n: int, mean_only: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
         """Images decoded from codes drawn from the uniform prior, pixels in [0, 1]."""
         device = next(self.parameters()).device
-        codes = torch.randint(self.num_classes, (n, *self.latent_shape), device=device)
+        codes = torch.randint(self.num_classes, (n, *self.latent_shape), device=device, generator=generator)
         mean, log_scale = self.decode(F.one_hot(codes, self.num_classes).float())
-        return discretized_logistic_mean(mean) if mean_only else discretized_logistic_sample(mean, log_scale)
+        if mean_only:
+            return discretized_logistic_mean(mean)
+        return discretized_logistic_sample(mean, log_scale, generator)

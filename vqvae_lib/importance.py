@@ -24,10 +24,13 @@ def _log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torc
 
 
 @torch.no_grad()
-def importance_weighted_nll(model, x: torch.Tensor, k: int, chunk: int = 10) -> torch.Tensor:
+def importance_weighted_nll(
+    model, x: torch.Tensor, k: int, chunk: int = 10, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Eq. (7.5): the k-sample bound on ``-log p(x)`` of each image, in nats, shape ``(B,)``.
 
-    Samples are drawn ``chunk`` at a time to bound memory; the global seed decides them.
+    Samples are drawn ``chunk`` at a time to bound memory, from ``generator`` (on ``x``'s device)
+    or else the global RNG.
     """
     if k < 1 or chunk < 1:
         raise ValueError(f"need k >= 1 and chunk >= 1, got k={k}, chunk={chunk}")
@@ -35,7 +38,7 @@ def importance_weighted_nll(model, x: torch.Tensor, k: int, chunk: int = 10) -> 
     log_weights = []
     for start in range(0, k, chunk):
         n = min(chunk, k - start)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn((n, *mu.shape), device=mu.device)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn((n, *mu.shape), device=mu.device, generator=generator)
         z = z.flatten(0, 1)
         mean, log_scale = model.decode(z)
         log_px = -discretized_logistic_nll(x.repeat(n, 1, 1, 1), mean, log_scale)

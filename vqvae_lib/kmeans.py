@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .nearest import nearest_code
+from .nearest import at_least_fp32, nearest_code
 
 
 @torch.no_grad()
@@ -13,14 +13,15 @@ def kmeans_plus_plus(x: torch.Tensor, num_codes: int, generator: torch.Generator
     probability proportional to its squared distance from the nearest centre chosen so far.
 
     Spreading the seeds this way avoids the classic failure of uniform seeding, two centres in one
-    cluster and none in another. Returns ``(num_codes, D)`` rows of ``x``.
+    cluster and none in another. Returns ``(num_codes, D)`` rows of ``x``. The draws happen on
+    ``x``'s device, so a ``generator`` must live there too (the package's one rule).
     """
-    x = x.float()
-    chosen = [int(torch.randint(len(x), (1,), generator=generator))]
+    x = at_least_fp32(x)
+    chosen = [int(torch.randint(len(x), (1,), generator=generator, device=x.device))]
     d2 = (x - x[chosen[0]]).pow(2).sum(1)
     for _ in range(1, num_codes):
         total = d2.sum()
-        probs = (d2 / total).cpu() if total > 0 else torch.full((len(x),), 1.0 / len(x))
+        probs = d2 / total if total > 0 else torch.ones_like(d2)
         chosen.append(int(torch.multinomial(probs, 1, generator=generator)))
         d2 = torch.minimum(d2, (x - x[chosen[-1]]).pow(2).sum(1))
     return x[chosen].clone()
@@ -45,10 +46,10 @@ def kmeans(
         raise ValueError(f"expected x of shape (N, D), got {tuple(x.shape)}")
     if not 0 < num_codes <= len(x):
         raise ValueError(f"num_codes must be in 1..{len(x)} (the number of rows of x), got {num_codes}")
-    x = x.float()
+    x = at_least_fp32(x)
     if init is not None and init.shape != (num_codes, x.shape[1]):
         raise ValueError(f"expected init of shape ({num_codes}, {x.shape[1]}), got {tuple(init.shape)}")
-    codebook = init.float().clone() if init is not None else kmeans_plus_plus(x, num_codes, generator)
+    codebook = init.to(x.dtype).clone() if init is not None else kmeans_plus_plus(x, num_codes, generator)
     errors = []
     for _ in range(iters):
         indices = nearest_code(x, codebook)

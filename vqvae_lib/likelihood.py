@@ -19,7 +19,12 @@ LOG_SCALE_MIN = -7.0
 LN2 = math.log(2.0)
 
 
-def _to_unit_interval(x: torch.Tensor) -> torch.Tensor:
+def to_model_range(x: torch.Tensor) -> torch.Tensor:
+    """Pixels ``k/255`` in [0, 1] -> ``2x - 1`` in [-1, 1], the scale every model of the book works on.
+
+    The one place this map is written: encoders read images on this scale, and the discretised
+    logistic's bins (width 2/255) are centred on it.
+    """
     return x * 2.0 - 1.0
 
 
@@ -37,17 +42,15 @@ def _log1mexp(d: torch.Tensor) -> torch.Tensor:
     )
 
 
-def _log_sigmoid_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``log(sigmoid(a) - sigmoid(b))`` for ``a > b``, without cancellation.
+def _log_sigmoid_difference(a: torch.Tensor, b: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+    """``log(sigmoid(a) - sigmoid(b))`` for ``a = b + width``, ``width > 0``, without cancellation.
 
-    In the right tail both sigmoids are close to 1 and their difference cancels; by symmetry,
-    ``sigmoid(a) - sigmoid(b) = sigmoid(-b) - sigmoid(-a)`` moves the pair to the left tail,
-    where the difference is taken in log space.
+    ``sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b) (1 - exp(-(a - b)))``, so the log is
+    ``logsigmoid(a) + logsigmoid(-b) + log(1 - exp(-width))``. Each term is accurate on its own; the
+    bin width enters directly, never as the difference of two nearly equal numbers. (Subtracting the
+    two sigmoids, or their logs, loses every digit once the logistic is much wider than a bin.)
     """
-    flip = (a + b) > 0
-    hi, lo = torch.where(flip, -b, a), torch.where(flip, -a, b)
-    log_hi, log_lo = F.logsigmoid(hi), F.logsigmoid(lo)
-    return log_hi + _log1mexp(log_lo - log_hi)
+    return F.logsigmoid(a) + F.logsigmoid(-b) + _log1mexp(-width)
 
 
 def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
@@ -59,7 +62,7 @@ def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale
     keep their exact (tiny) mass instead of a density approximation.
     """
     x, mean, log_scale = x.float(), mean.float(), log_scale.float().clamp(min=LOG_SCALE_MIN)
-    centered = _to_unit_interval(x) - mean
+    centered = to_model_range(x) - mean
     inv_s = torch.exp(-log_scale)
     plus = inv_s * (centered + 1.0 / 255.0)
     minus = inv_s * (centered - 1.0 / 255.0)
@@ -67,7 +70,7 @@ def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale
     return torch.where(
         k <= 0,
         F.logsigmoid(plus),  # log sigmoid(plus): everything below the first bin's upper edge
-        torch.where(k >= 255, F.logsigmoid(-minus), _log_sigmoid_difference(plus, minus)),
+        torch.where(k >= 255, F.logsigmoid(-minus), _log_sigmoid_difference(plus, minus, inv_s * (2.0 / 255.0))),
     )
 
 
@@ -81,9 +84,11 @@ def discretized_logistic_mean(mean: torch.Tensor) -> torch.Tensor:
     return ((mean.float() + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
-def discretized_logistic_sample(mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+def discretized_logistic_sample(
+    mean: torch.Tensor, log_scale: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Draw pixels k/255 from the discretised logistic by inverting its CDF."""
     mean, log_scale = mean.float(), log_scale.float().clamp(min=LOG_SCALE_MIN)
-    u = torch.rand_like(mean).clamp(1e-5, 1.0 - 1e-5)
+    u = torch.rand(mean.shape, generator=generator, device=mean.device).clamp(1e-5, 1.0 - 1e-5)
     y = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
     return (torch.round((y.clamp(-1.0, 1.0) + 1.0) / 2.0 * 255.0) / 255.0)

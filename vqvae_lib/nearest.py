@@ -7,29 +7,47 @@ argmin needs only ``||e||^2 - 2 x.e``: one ``addmm`` producing an (N, K) matrix.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
+
+_AUTOCAST_DEVICES = ("cuda", "cpu")  # where torch >= 2.4 has autocast for certain
+
+
+def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in fp32, or in fp64 if it already is: the precision of every codebook computation."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
+def autocast_off(device: torch.device):
+    """A context that switches autocast off on ``device`` (a no-op where torch has no autocast)."""
+    if device.type in _AUTOCAST_DEVICES:
+        return torch.autocast(device_type=device.type, enabled=False)
+    return nullcontext()
 
 
 def _scores(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """``||e_k||^2 - 2 x_i.e_k`` as one fp32 ``addmm``: eq. (3.2) without the row constant ``||x_i||^2``.
+    """``||e_k||^2 - 2 x_i.e_k`` as one ``addmm``: eq. (3.2) without the row constant ``||x_i||^2``.
 
-    Always fp32, also under autocast: in fp16 the terms cancel badly and the argmin flips.
+    At least fp32, also under autocast: in fp16 the terms cancel badly and the argmin flips.
     """
-    with torch.autocast(device_type=x.device.type, enabled=False):
-        codebook = codebook.float()
-        return torch.addmm(codebook.pow(2).sum(1), x.float(), codebook.t(), alpha=-2.0)
+    with autocast_off(x.device):
+        dtype = torch.promote_types(at_least_fp32(x).dtype, at_least_fp32(codebook).dtype)
+        x, codebook = x.to(dtype), codebook.to(dtype)
+        return torch.addmm(codebook.pow(2).sum(1), x, codebook.t(), alpha=-2.0)
 
 
 def squared_distances(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """``||x_i - e_k||^2`` for ``x: (N, D)`` and ``codebook: (K, D)``, as an (N, K) fp32 matrix (eq. 3.2)."""
-    return _scores(x, codebook) + x.float().pow(2).sum(1, keepdim=True)
+    """``||x_i - e_k||^2`` for ``x: (N, D)`` and ``codebook: (K, D)``, as an (N, K) matrix (eq. 3.2),
+    in fp32 (fp64 for fp64 inputs)."""
+    return _scores(x, codebook) + at_least_fp32(x).pow(2).sum(1, keepdim=True)
 
 
 @torch.no_grad()
 def nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """Index of the nearest codebook row for each row of ``x: (N, D)``; int64 of shape (N,).
 
-    The argmin of eq. (3.2), in fp32 and with no autograd graph: the argmin has no gradient to
+    The argmin of eq. (3.2), in at least fp32 and with no autograd graph: the argmin has no gradient to
     give (Chapter 03, Section 3.3).
     """
     return _scores(x, codebook).argmin(dim=1)

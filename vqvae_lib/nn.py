@@ -28,9 +28,13 @@ class ResidualBlock(nn.Module):
         return x + self.block(x)
 
 
-def _check_image(x: torch.Tensor, channels: int, what: str) -> None:
-    if x.dim() != 4 or x.shape[1] != channels:
-        raise ValueError(f"expected {what} of shape (B, {channels}, H, W), got {tuple(x.shape)}")
+def check_image(x: torch.Tensor, channels: int, what: str = "images x", size: int | None = None) -> None:
+    """The book's one shape check for image-like tensors: ``(B, channels, H, W)``, and ``H = W = size``
+    when ``size`` is given. Raises a ValueError that says what was expected and what came."""
+    if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] != channels or (size and tuple(x.shape[-2:]) != (size, size)):
+        spatial = f"{size}, {size}" if size else "H, W"
+        got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f"expected {what} of shape (B, {channels}, {spatial}), got {got}")
 
 
 class Encoder(nn.Module):
@@ -54,7 +58,7 @@ class Encoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_image(x, self.in_channels, "images x")
+        check_image(x, self.in_channels, "images x")
         if x.shape[-2] % 4 or x.shape[-1] % 4:
             raise ValueError(f"image height and width must be multiples of 4, got {tuple(x.shape[-2:])}")
         return self.net(x)
@@ -81,5 +85,5 @@ class Decoder(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        _check_image(z, self.in_channels, "latents z")
+        check_image(z, self.in_channels, "latents z")
         return self.net(z)

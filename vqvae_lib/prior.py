@@ -15,6 +15,7 @@ one-hot encoded.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -63,32 +64,45 @@ class GatedLayer(nn.Module):
         return _gate(v_pre), h_new if self.first else h + h_new
 
 
+@dataclass(frozen=True)
+class PriorConfig:
+    """Everything that defines a Gated PixelCNN prior before training (the checkpoint cache keys on it).
+
+    ``num_classes`` makes the prior class-conditional (None: unconditional).
+    """
+
+    num_codes: int = 512  # K, the codes it models
+    channels: int = 64
+    num_layers: int = 8
+    kernel_size: int = 3
+    num_classes: int | None = None
+
+    def __post_init__(self):
+        if self.num_codes < 2 or self.num_layers < 1:
+            raise ValueError(f"need num_codes >= 2 and num_layers >= 1, got {self.num_codes} and {self.num_layers}")
+
+
 class GatedPixelCNN(nn.Module):
     """An autoregressive prior ``p(z) = prod_i p(z_i | z_<i)`` over a grid of codes (eq. 6.1).
 
     ``forward(indices)`` maps ``(B, H, W)`` int64 codes to logits ``(B, num_codes, H, W)``; the logits
     at a position depend only on the codes before it in raster order. ``loss(indices)`` is the
-    cross-entropy in nats per latent; ``sample`` draws new grids ancestrally. With ``num_classes``
-    the model is class-conditional and every call takes ``labels`` ``(B,)``.
+    cross-entropy in nats per latent; ``sample`` draws new grids ancestrally. Built from a
+    :class:`PriorConfig`; with ``num_classes`` set the model is class-conditional and every call
+    takes ``labels`` ``(B,)``.
     """
 
-    def __init__(
-        self,
-        num_codes: int,
-        channels: int = 64,
-        num_layers: int = 8,
-        kernel_size: int = 3,
-        num_classes: int | None = None,
-    ):
+    def __init__(self, config: PriorConfig):
         super().__init__()
-        if num_codes < 2 or num_layers < 1:
-            raise ValueError(f"need num_codes >= 2 and num_layers >= 1, got {num_codes} and {num_layers}")
-        self.num_codes, self.num_classes = num_codes, num_classes
-        self.embedding = nn.Embedding(num_codes, channels)
+        self.config = c = config
+        self.num_codes, self.num_classes = c.num_codes, c.num_classes
+        self.embedding = nn.Embedding(c.num_codes, c.channels)
         self.layers = nn.ModuleList(
-            GatedLayer(channels, kernel_size, first=(i == 0), num_classes=num_classes) for i in range(num_layers)
+            GatedLayer(c.channels, c.kernel_size, first=(i == 0), num_classes=c.num_classes) for i in range(c.num_layers)
         )
-        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, num_codes, 1))
+        self.head = nn.Sequential(
+            nn.ReLU(), nn.Conv2d(c.channels, c.channels, 1), nn.ReLU(), nn.Conv2d(c.channels, c.num_codes, 1)
+        )
 
     @property
     def conditional(self) -> bool:
@@ -137,7 +151,8 @@ class GatedPixelCNN(nn.Module):
         Returns ``(n, H, W)`` int64 codes on the model's device. At row ``i`` only rows ``<= i`` are
         run through the network: the stacks never look down, so the rows below cannot matter.
         ``temperature`` divides the logits (below 1 sharpens). A ``generator`` must live on the
-        model's device; without one, the global seed decides.
+        model's device, where the codes are drawn (the package's one rule); without one, the global
+        seed decides.
         """
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .kmeans import kmeans
-from .nearest import nearest_code
+from .nearest import at_least_fp32, nearest_code
 
 
 @dataclass
@@ -26,8 +26,11 @@ def perplexity(indices: torch.Tensor, num_codes: int) -> torch.Tensor:
     """``exp(-sum_k p_k log p_k)`` for the code frequencies ``p_k`` in ``indices``.
 
     It is the number of equally used codes that would give the same entropy: 1 when every vector
-    takes the same code, ``num_codes`` when all are used equally.
+    takes the same code, ``num_codes`` when all are used equally. An empty ``indices`` has no code
+    frequencies, so it raises a ValueError rather than return NaN.
     """
+    if indices.numel() == 0:
+        raise ValueError("perplexity needs at least one code index; got an empty tensor")
     return _perplexity_of_counts(torch.bincount(indices.flatten(), minlength=num_codes))
 
 
@@ -44,6 +47,8 @@ def check_z_e(z_e: torch.Tensor, code_dim: int) -> None:
     if z_e.dim() != 4 or z_e.shape[1] != code_dim:
         raise ValueError(f"expected z_e of shape (B, {code_dim}, H, W) with code_dim={code_dim} channels, "
                          f"got {tuple(z_e.shape)}")
+    if z_e.numel() == 0:
+        raise ValueError(f"expected at least one encoder vector, got z_e of shape {tuple(z_e.shape)} (an empty batch)")
 
 
 class _CodebookQuantizer(nn.Module):
@@ -53,7 +58,9 @@ class _CodebookQuantizer(nn.Module):
     - ``kmeans_init``: on the first training batch, replace the codebook by k-means centroids of
       that batch's encoder outputs (needs at least ``num_codes`` vectors in the batch);
     - ``restart_after``: a code unused for that many consecutive training batches is re-seeded
-      from a random encoder output of the current batch.
+      from a random encoder output of the current batch; the donors are drawn without replacement,
+      so two dead codes never restart on the same vector (with more dead codes than vectors in the
+      batch, the rest wait for the next batch).
 
     ``idle_steps`` counts, for every code, the training batches since it was last chosen.
     """
@@ -74,7 +81,10 @@ class _CodebookQuantizer(nn.Module):
         return int((self.idle_steps >= idle_for).sum())
 
     def _set_codes(self, which: torch.Tensor, vectors: torch.Tensor) -> None:
-        self.codebook.data[which] = vectors.to(self.codebook.dtype)  # subclasses reset their own state too
+        # A loss-trained code keeps its Adam moments: while dead its gradient was zero, so the first
+        # moment has decayed (0.9^t) and each later Adam step is still bounded by about lr per
+        # coordinate; at lr = 2e-4 that is far below the distances between codes, so we leave it.
+        self.codebook.data[which] = vectors.to(self.codebook.dtype)
 
     @torch.no_grad()
     def _maintain(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor):
@@ -84,7 +94,7 @@ class _CodebookQuantizer(nn.Module):
             if len(flat) < self.num_codes:
                 raise ValueError(f"kmeans_init needs a first batch of at least num_codes={self.num_codes} "
                                  f"encoder vectors, got {len(flat)}: use a larger batch")
-            codebook, _, _ = kmeans(flat.float(), self.num_codes, iters=10)
+            codebook, _, _ = kmeans(at_least_fp32(flat), self.num_codes, iters=10)
             self._set_codes(torch.arange(self.num_codes, device=flat.device), codebook)
             self.initialised.fill_(True)
             indices = nearest_code(flat, self.codebook)
@@ -94,8 +104,9 @@ class _CodebookQuantizer(nn.Module):
             return indices, counts
         dead = (self.idle_steps >= self.restart_after).nonzero().flatten()
         if len(dead):
-            donors = torch.randint(len(flat), (len(dead),), device=flat.device)
-            self._set_codes(dead, flat[donors].float())
+            donors = torch.randperm(len(flat), device=flat.device)[: len(dead)]  # without replacement
+            dead = dead[: len(donors)]
+            self._set_codes(dead, flat[donors])
             self.idle_steps[dead] = 0
         return indices, counts
 
@@ -157,16 +168,22 @@ class VectorQuantizerEMA(_CodebookQuantizer):
     """The same quantiser with the codebook learned by exponential moving averages (paper App. A.1).
 
     In training mode every forward applies, for each code i with the n_i encoder vectors z_{i,j}
-    assigned to it (Chapter 05, eq. 5.1-5.3):
+    assigned to it (Chapter 05, eqs. 5.2-5.4):
 
         N_i <- gamma N_i + (1 - gamma) n_i
         m_i <- gamma m_i + (1 - gamma) sum_j z_{i,j}
-        e_i  = m_i / N_i
+        e_i  = m_i / N_i                      (only for codes with n_i > 0)
 
     with N_i Laplace-smoothed, ``(N_i + eps) / (n + K eps) * n`` for ``n = sum_i N_i``, so that no
-    division by zero occurs. ``codebook`` is a buffer that no optimiser sees; ``loss`` is only
-    ``beta`` times the commitment term. The averages are kept in fp32 whatever the autocast dtype.
-    N_i starts at 1 and m_i at the initial codes, so a code that is never chosen stays where it is.
+    division by zero occurs. A code that no vector of the batch chose keeps e_i exactly; its N_i and
+    m_i still decay. Without that rule (the book's choice; App. A.1 is silent on unused codes) the
+    smoothing would pull such a code towards the origin, ``e_i ~ e_0 gamma^t / (gamma^t + eps)``,
+    within about ``ln eps / ln gamma`` steps (1,150 at gamma = 0.99, eps = 1e-5). So a code that is
+    never chosen stays where it is until a restart moves it. N_i starts at 1 and m_i at e_i, and
+    k-means initialisation and restarts keep ``m_i = N_i e_i``.
+
+    ``codebook`` is a buffer that no optimiser sees; ``loss`` is only ``beta`` times the commitment
+    term. The averages are kept in fp32 whatever the autocast dtype (fp64 after ``.double()``).
     In eval mode nothing changes.
     """
 
@@ -183,24 +200,25 @@ class VectorQuantizerEMA(_CodebookQuantizer):
         self.register_buffer("code_sum", codebook.clone())  # m_i
 
     def _set_codes(self, which: torch.Tensor, vectors: torch.Tensor) -> None:
-        self.codebook[which] = vectors.float()
+        vectors = vectors.to(self.codebook.dtype)
+        self.codebook[which] = vectors
         self.cluster_size[which] = 1.0
-        self.code_sum[which] = vectors.float()
+        self.code_sum[which] = vectors  # m_i = N_i e_i with N_i = 1
 
     @torch.no_grad()
     def ema_update(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor | None = None) -> None:
         """One step of App. A.1 for encoder vectors ``flat: (N, D)`` assigned to ``indices: (N,)``
         (``counts``, the n_i, are computed from ``indices`` unless given)."""
-        flat = flat.float()
+        flat = flat.to(self.code_sum.dtype)
         if counts is None:
             counts = torch.bincount(indices, minlength=self.num_codes)
-        counts = counts.float()  # n_i
         sums = torch.zeros_like(self.code_sum).index_add_(0, indices, flat)  # sum_j z_{i,j}
-        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.cluster_size.mul_(self.decay).add_(counts.to(self.cluster_size.dtype), alpha=1 - self.decay)
         self.code_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         total = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (total + self.num_codes * self.eps) * total
-        self.codebook.copy_(self.code_sum / smoothed.unsqueeze(1))
+        chosen = (counts > 0).unsqueeze(1)
+        self.codebook.copy_(torch.where(chosen, self.code_sum / smoothed.unsqueeze(1), self.codebook))
 
     def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
         flat, indices, counts, shape = self._quantize(z_e)

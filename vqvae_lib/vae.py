@@ -7,11 +7,24 @@ negative ELBO is a code length for 8-bit images (Chapter 01, eq. 1.4).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from .likelihood import discretized_logistic_nll, discretized_logistic_mean, discretized_logistic_sample
-from .nn import Decoder, Encoder
+from .likelihood import discretized_logistic_mean, discretized_logistic_nll, discretized_logistic_sample, to_model_range
+from .nn import Decoder, Encoder, check_image
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Everything that defines a Gaussian VAE before training (the checkpoint cache keys on it)."""
+
+    in_channels: int = 1
+    image_size: int = 28
+    latent_channels: int = 4
+    hidden: int = 64
+    res_hidden: int = 32
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -27,22 +40,17 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 class GaussianVAE(nn.Module):
     """Encoder -> Gaussian latent grid -> decoder -> discretised logistic over pixels.
 
-    ``loss(x)`` returns the negative ELBO (eq. 1.4) and its two terms, each in nats per pixel
-    dimension; divide by ln 2 for bits/dim.
+    Built from a :class:`VAEConfig`. ``loss(x)`` returns the negative ELBO (eq. 1.4) and its two
+    terms, each in nats per pixel dimension; divide by ln 2 for bits/dim.
     """
 
-    def __init__(
-        self,
-        in_channels: int = 1,
-        image_size: int = 28,
-        latent_channels: int = 4,
-        hidden: int = 64,
-        res_hidden: int = 32,
-    ):
+    def __init__(self, config: VAEConfig | None = None):
         super().__init__()
-        self.in_channels, self.image_size, self.latent_channels = in_channels, image_size, latent_channels
-        self.encoder = Encoder(in_channels, 2 * latent_channels, hidden, res_hidden)
-        self.decoder = Decoder(latent_channels, 2 * in_channels, hidden, res_hidden)
+        self.config = config = config or VAEConfig()
+        self.in_channels, self.image_size = config.in_channels, config.image_size
+        self.latent_channels = config.latent_channels
+        self.encoder = Encoder(config.in_channels, 2 * config.latent_channels, config.hidden, config.res_hidden)
+        self.decoder = Decoder(config.latent_channels, 2 * config.in_channels, config.hidden, config.res_hidden)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -50,7 +58,7 @@ class GaussianVAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x: (B, C, H, W)`` in [0, 1] -> ``mu, logvar: (B, latent_channels, H/4, W/4)``."""
-        mu, logvar = self.encoder(x * 2.0 - 1.0).chunk(2, dim=1)
+        mu, logvar = self.encoder(to_model_range(x)).chunk(2, dim=1)
         return mu, logvar
 
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,8 +71,7 @@ class GaussianVAE(nn.Module):
 
         ``recon = -E_q[log p(x|z)]`` (one sample of z) and ``kl = KL(q(z|x) || p(z))`` (closed form).
         """
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected images x of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        check_image(x, self.in_channels)
         mu, logvar = self.encode(x)
         z = reparameterize(mu, logvar)
         mean, log_scale = self.decode(z)
@@ -80,12 +87,14 @@ class GaussianVAE(nn.Module):
         return discretized_logistic_mean(self.decode(mu)[0])
 
     @torch.no_grad()
-    def sample(self, n: int, z: torch.Tensor | None = None, mean_only: bool = True) -> torch.Tensor:
+    def sample(
+        self, n: int, z: torch.Tensor | None = None, mean_only: bool = True, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Images decoded from ``z ~ N(0, I)`` (or from a given ``z``), pixels in [0, 1]."""
         if z is None:
             device = next(self.parameters()).device
-            z = torch.randn(n, *self.latent_shape, device=device)
+            z = torch.randn(n, *self.latent_shape, device=device, generator=generator)
         mean, log_scale = self.decode(z)
         if mean_only:
             return discretized_logistic_mean(mean)
-        return discretized_logistic_sample(mean, log_scale)
+        return discretized_logistic_sample(mean, log_scale, generator)

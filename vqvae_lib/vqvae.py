@@ -7,55 +7,82 @@ length, and with the paper's uniform prior over K codes the negative ELBO in nat
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .likelihood import discretized_logistic_nll, discretized_logistic_mean
+from .likelihood import discretized_logistic_mean, discretized_logistic_nll, to_model_range
+from .metrics import uniform_prior_nats
 from .nearest import nearest_code
-from .nn import Decoder, Encoder
-from .quantize import VectorQuantizer
+from .nn import Decoder, Encoder, check_image
+from .quantize import VectorQuantizer, VectorQuantizerEMA
+
+QUANTIZERS = ("vq", "ema")
+
+
+@dataclass(frozen=True)
+class VQVAEConfig:
+    """Everything that defines a VQ-VAE before training (the checkpoint cache keys on it).
+
+    ``quantizer`` is ``"vq"`` (the codebook learned by the loss, paper eq. 3) or ``"ema"`` (paper
+    App. A.1); ``decay`` and ``eps`` apply to ``"ema"``, ``init_scale`` to ``"vq"`` (None: Sonnet's
+    unit-scale init); ``kmeans_init`` and ``restart_after`` are Chapter 05's training aids.
+    """
+
+    in_channels: int = 1
+    num_codes: int = 512  # K
+    code_dim: int = 64  # D
+    hidden: int = 64
+    res_hidden: int = 32
+    beta: float = 0.25
+    quantizer: str = "vq"
+    decay: float = 0.99
+    eps: float = 1e-5
+    init_scale: float | None = None
+    kmeans_init: bool = False
+    restart_after: int | None = None
+
+    def __post_init__(self):
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f"unknown quantizer {self.quantizer!r}; expected one of {QUANTIZERS}")
+        if self.quantizer == "ema" and self.init_scale is not None:
+            raise ValueError("init_scale applies to the loss-trained codebook (quantizer='vq') only")
+
+
+def build_quantizer(config: VQVAEConfig) -> nn.Module:
+    """The quantiser that ``config`` names."""
+    aids = dict(kmeans_init=config.kmeans_init, restart_after=config.restart_after)
+    if config.quantizer == "ema":
+        return VectorQuantizerEMA(config.num_codes, config.code_dim, config.beta, config.decay, config.eps, **aids)
+    return VectorQuantizer(config.num_codes, config.code_dim, config.beta, init_scale=config.init_scale, **aids)
 
 
 class VQVAE(nn.Module):
-    """``x -> z_e = encoder(x) -> z_q = quantizer(z_e) -> p(x | z_q)``.
+    """``x -> z_e = encoder(x) -> z_q = quantizer(z_e) -> p(x | z_q)``, built from a :class:`VQVAEConfig`.
 
     ``loss(x)`` returns the training objective (paper eq. 3 per image, divided by the M pixel values:
     ``recon + (N*D/M) * quantizer.loss``)
     and, for logging, ``nelbo`` (eq. 4.6), ``mse`` in pixel space, ``perplexity``, ``used``
     (distinct codes in the batch) and ``dead`` (codes unchosen for the last 100 training batches).
-    Any quantiser with the ``VectorQuantizer`` API may be passed in.
     """
 
-    def __init__(
-        self,
-        in_channels: int = 1,
-        num_codes: int = 512,
-        code_dim: int = 64,
-        hidden: int = 64,
-        res_hidden: int = 32,
-        beta: float = 0.25,
-        quantizer: nn.Module | None = None,
-    ):
+    def __init__(self, config: VQVAEConfig | None = None):
         super().__init__()
-        self.in_channels = in_channels
-        self.encoder = Encoder(in_channels, code_dim, hidden, res_hidden)
-        self.quantizer = quantizer if quantizer is not None else VectorQuantizer(num_codes, code_dim, beta)
-        self.decoder = Decoder(code_dim, 2 * in_channels, hidden, res_hidden)
+        self.config = config = config or VQVAEConfig()
+        self.in_channels = config.in_channels
+        self.encoder = Encoder(config.in_channels, config.code_dim, config.hidden, config.res_hidden)
+        self.quantizer = build_quantizer(config)
+        self.decoder = Decoder(config.code_dim, 2 * config.in_channels, config.hidden, config.res_hidden)
 
     @property
     def num_codes(self) -> int:
         return self.quantizer.num_codes
 
-    def _check(self, x: torch.Tensor) -> None:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected images x of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
-
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The paper's objective (eq. 3, Chapter 04 eq. 4.5) in nats per pixel, plus what Chapter 04 plots."""
-        self._check(x)
-        z_e = self.encoder(x * 2.0 - 1.0)
+        check_image(x, self.in_channels)
+        z_e = self.encoder(to_model_range(x))
         q = self.quantizer(z_e)
         mean, log_scale = self.decoder(q.z_q).chunk(2, dim=1)
         dims = x[0].numel()
@@ -65,19 +92,18 @@ class VQVAE(nn.Module):
         # elements of an image; per pixel that is recon + (N*D/M) * the quantiser's element mean.
         vq_weight = latents * z_e.shape[1] / dims
         with torch.no_grad():
-            nelbo = recon + latents * math.log(self.num_codes) / dims
+            nelbo = recon + uniform_prior_nats(latents, self.num_codes) / dims
             mse = (discretized_logistic_mean(mean) - x).pow(2).mean()
             used = torch.tensor(float(q.indices.unique().numel()), device=x.device)
-            dead_codes = getattr(self.quantizer, "dead_codes", lambda: 0)
-            dead = torch.tensor(float(dead_codes()), device=x.device)
+            dead = torch.tensor(float(self.quantizer.dead_codes()), device=x.device)
         return {"loss": recon + vq_weight * q.loss, "recon": recon, "vq": q.loss, "nelbo": nelbo, "mse": mse,
                 "perplexity": q.perplexity, "used": used, "dead": dead}
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(B, C, H, W)`` in [0, 1] -> code indices ``(B, H/4, W/4)`` (int64)."""
-        self._check(x)
-        z_e = self.encoder(x * 2.0 - 1.0)
+        check_image(x, self.in_channels)
+        z_e = self.encoder(to_model_range(x))
         b, d, h, w = z_e.shape
         # The nearest code directly, not the quantiser's forward: encoding must never update a codebook.
         return nearest_code(z_e.permute(0, 2, 3, 1).reshape(-1, d), self.quantizer.codebook).view(b, h, w)
