@@ -159,8 +159,9 @@ def test_buffers_survive_a_checkpoint_round_trip(tmp_path):
         path = tmp_path / f"{type(model).__name__}.pt"
         checkpoint.save_checkpoint(path, model, checkpoint.History())
         checkpoint.load_checkpoint(path, fresh)
-        for (name, a), (_, b) in zip(model.state_dict().items(), fresh.state_dict().items()):
-            assert torch.equal(a, b), name
+        restored = dict(fresh.named_buffers()) | dict(fresh.named_parameters())
+        for name, tensor in (*model.named_buffers(), *model.named_parameters()):
+            assert torch.equal(tensor, restored[name]), name
     buffers = set(dict(vq.named_buffers())) | set(dict(nvil.named_buffers()))
     assert {"quantizer.codebook", "quantizer.cluster_size", "quantizer.code_sum", "quantizer.idle_steps",
             "quantizer.initialised", "signal_mean", "signal_var", "step"} <= buffers
