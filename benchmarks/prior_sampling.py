@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vqvae_lib.prior import GatedPixelCNN  # noqa: E402
+from vqvae_lib.prior import GatedPixelCNN, PriorConfig  # noqa: E402
 
 K, REPEATS = 512, 3
 GRIDS = {"7 x 7 (Fashion-MNIST)": ((7, 7), 64), "8 x 8 (CIFAR-10)": ((8, 8), 64), "32 x 32 (ImageNet)": ((32, 32), 4)}
@@ -64,7 +64,7 @@ def median_seconds(fn, repeats: int) -> float:
 
 def main() -> None:
     torch.manual_seed(0)
-    model = GatedPixelCNN(K, channels=64, num_layers=8).eval()
+    model = GatedPixelCNN(PriorConfig(num_codes=K, channels=64, num_layers=8)).eval()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, K = {K}")
     print(f"{'grid':24s} {'n':>3s} {'ours s':>8s} {'baseline s':>11s} {'ours/baseline':>14s}")
     for name, (shape, n) in GRIDS.items():

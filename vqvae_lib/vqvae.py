@@ -95,7 +95,8 @@ class VQVAE(nn.Module):
             nelbo = recon + uniform_prior_nats(latents, self.num_codes) / dims
             mse = (discretized_logistic_mean(mean) - x).pow(2).mean()
             used = torch.tensor(float(q.indices.unique().numel()), device=x.device)
-            dead = torch.tensor(float(self.quantizer.dead_codes()), device=x.device)
+            dead_codes = getattr(self.quantizer, "dead_codes", lambda: 0)  # a quantiser without a codebook has none
+            dead = torch.tensor(float(dead_codes()), device=x.device)
         return {"loss": recon + vq_weight * q.loss, "recon": recon, "vq": q.loss, "nelbo": nelbo, "mse": mse,
                 "perplexity": q.perplexity, "used": used, "dead": dead}
 
