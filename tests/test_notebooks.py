@@ -2,6 +2,7 @@
 
 import json
 import re
+from dataclasses import replace
 import subprocess
 import sys
 from pathlib import Path
@@ -84,8 +85,16 @@ def test_later_chapters_restate_earlier_settings_exactly(profile):
     """Chapters 06 and 07 reuse earlier checkpoints only if their configs equal the training chapters'."""
     ch = {prefix: parameters(prefix, profile) for prefix in ("01", "02", "04", "06", "07")}
     assert ch["07"]["DATASET"] == "fashion_mnist", "the stored run is the Fashion-MNIST comparison"
-    assert ch["07"]["CH01"] == ch["01"]["CONFIG"]
-    assert ch["07"]["CH02"] == ch["02"]["CONFIG"]
-    assert ch["07"]["CH04"] == ch["06"]["CH04"] == ch["04"]["CONFIG"]
-    assert ch["07"]["CH06"] == ch["06"]["PRIOR_CONFIG"]
+    run = lambda c, size, epochs, lr, batch: dict(train_size=c[size], epochs=c[epochs], lr=c[lr], batch_size=c[batch])
+    models = ch["07"]["MODELS"]
+    assert models["vae"] == (ch["01"]["VAE_CONFIG"], run(ch["01"], "TRAIN_SIZE", "EPOCHS", "LR", "BATCH_SIZE"))
+    for kind in ch["07"]["ESTIMATORS"]:
+        assert models[kind] == (replace(ch["02"]["CATEGORICAL"], estimator=kind),
+                                run(ch["02"], "TRAIN_SIZE", "EPOCHS", "LR", "BATCH_SIZE"))
+    assert models["vqvae"][0] == ch["06"]["CH04_CONFIG"] == ch["04"]["VQVAE_CONFIG"]
+    assert models["vqvae"][1] == run(ch["04"], "TRAIN_SIZE", "EPOCHS", "LR", "BATCH_SIZE") \
+        == run(ch["06"], "CH04_TRAIN_SIZE", "CH04_EPOCHS", "CH04_LR", "BATCH_SIZE")
+    assert models["prior"][0] == ch["06"]["PRIOR_CONFIG"]
+    assert models["prior"][1] == dict(run(ch["06"], "CH04_TRAIN_SIZE", "PRIOR_EPOCHS", "PRIOR_LR", "BATCH_SIZE"),
+                                      train_size=None)  # the prior trains on the codes of the VQ-VAE's data
     assert ch["06"]["TEST_SIZE"] == ch["07"]["TEST_SIZE"] == ch["04"]["TEST_SIZE"] == ch["02"]["TEST_SIZE"] == ch["01"]["TEST_SIZE"]
