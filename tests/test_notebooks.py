@@ -82,10 +82,14 @@ def parameters(prefix, profile):
 
 @pytest.mark.parametrize("profile", ["fast", "full"])
 def test_later_chapters_restate_earlier_settings_exactly(profile):
-    """Chapters 06 and 07 reuse earlier checkpoints only if their configs equal the training chapters'."""
+    """Chapters 02, 04, 06 and 07 reuse earlier checkpoints only if their configs equal the training chapters'."""
     ch = {prefix: parameters(prefix, profile) for prefix in ("01", "02", "04", "06", "07")}
     assert ch["07"]["DATASET"] == "fashion_mnist", "the stored run is the Fashion-MNIST comparison"
     run = lambda c, size, epochs, lr, batch: dict(train_size=c[size], epochs=c[epochs], lr=c[lr], batch_size=c[batch])
+    for c in ("02", "04"):  # they load Chapter 01's VAE for reference
+        assert ch[c]["CH01_VAE"] == ch["01"]["VAE_CONFIG"]
+        assert run(ch[c], "CH01_TRAIN_SIZE", "CH01_EPOCHS", "CH01_LR", "BATCH_SIZE") \
+            == run(ch["01"], "TRAIN_SIZE", "EPOCHS", "LR", "BATCH_SIZE")
     models = ch["07"]["MODELS"]
     assert models["vae"] == (ch["01"]["VAE_CONFIG"], run(ch["01"], "TRAIN_SIZE", "EPOCHS", "LR", "BATCH_SIZE"))
     for kind in ch["07"]["ESTIMATORS"]:
