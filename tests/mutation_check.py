@@ -56,6 +56,14 @@ MUTANTS = [
   "return F.logsigmoid(a) + F.logsigmoid(-b) + _log1mexp(-width)",
   "flip = (a + b) > 0\n    hi, lo = torch.where(flip, -b, a), torch.where(flip, -a, b)\n    log_hi, log_lo = F.logsigmoid(hi), F.logsigmoid(lo)\n    return log_hi + _log1mexp(log_lo - log_hi)",
   "tests/test_likelihood.py::test_wide_logistics_match_high_precision_arithmetic"),
+ ("several codes per position interleaved wrongly", "vqvae_lib/vqvae.py",
+  "return z_e.view(b, c, -1, h, w).permute(0, 2, 3, 4, 1).reshape(b, -1, h, w * c)",
+  "return z_e.view(b, c, -1, h, w).permute(0, 2, 3, 1, 4).reshape(b, -1, h, w * c)",
+  "tests/test_vqvae.py::test_several_codes_per_position_quantise_each_slice_and_round_trip"),
+ ("VQ terms always summed", "vqvae_lib/vqvae.py",
+  'vq_weight = (latents if self.config.vq_terms == "sum" else 1) * z_e.shape[1] / dims',
+  'vq_weight = latents * z_e.shape[1] / dims',
+  "tests/test_vqvae.py::test_averaging_the_vq_terms_over_latents_divides_their_weight_by_n"),
 ]
 ok = True
 for label, path, old, new, test in MUTANTS:

@@ -65,3 +65,39 @@ def test_the_config_builds_the_quantizer_it_names():
 def test_bad_images_are_rejected(model):
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
         model.loss(torch.rand(2, 3, 28, 28))
+
+
+def test_several_codes_per_position_quantise_each_slice_and_round_trip():
+    from vqvae_lib.nearest import nearest_code
+
+    model = small(codes_per_position=3)
+    x = torch.rand(2, 1, 28, 28)
+    indices = model.encode(x)
+    assert indices.shape == (2, 7, 21)  # 7 x 7 positions, 3 codes each, side by side
+    z_e = model.encoder(x * 2 - 1)  # (2, 3 * 8, 7, 7)
+    for c in range(3):  # code c of position (i, j) quantises channels c*D .. (c+1)*D
+        flat = z_e[:, 8 * c: 8 * (c + 1)].permute(0, 2, 3, 1).reshape(-1, 8)
+        expected = nearest_code(flat, model.quantizer.codebook).view(2, 7, 7)
+        assert torch.equal(indices[:, :, c::3], expected)
+    t = torch.randn(2, 24, 7, 7)
+    assert torch.equal(model._from_codes(model._to_codes(t)), t)
+    assert model.decode(indices).shape == x.shape
+    out = model.loss(x)
+    assert torch.allclose(out["nelbo"], out["recon"] + 147 * math.log(32) / 784)
+    assert torch.allclose(out["loss"], out["recon"] + 147 * 8 / 784 * out["vq"])
+    with pytest.raises(ValueError, match="multiple of codes_per_position=3"):
+        model.decode(indices[:, :, :20])
+
+
+def test_averaging_the_vq_terms_over_latents_divides_their_weight_by_n():
+    out = small(vq_terms="mean").loss(torch.rand(2, 1, 28, 28))
+    assert torch.allclose(out["loss"], out["recon"] + 8 / 784 * out["vq"])
+    with pytest.raises(ValueError, match="unknown vq_terms"):
+        VQVAEConfig(vq_terms="median")
+
+
+def test_z_e_norm_is_the_mean_length_of_the_encoder_vectors(model):
+    x = torch.rand(2, 1, 28, 28)
+    out = model.loss(x)
+    z_e = model.encoder(x * 2 - 1)
+    assert torch.allclose(out["z_e_norm"], z_e.norm(dim=1).mean())

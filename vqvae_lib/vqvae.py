@@ -19,6 +19,7 @@ from .nn import Decoder, Encoder, check_image
 from .quantize import VectorQuantizer, VectorQuantizerEMA
 
 QUANTIZERS = ("vq", "ema")
+VQ_TERMS = ("sum", "mean")  # the VQ terms summed over an image's N latents (the book's reading), or averaged
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,14 @@ class VQVAEConfig:
     ``quantizer`` is ``"vq"`` (the codebook learned by the loss, paper eq. 3) or ``"ema"`` (paper
     App. A.1); ``decay`` and ``eps`` apply to ``"ema"``, ``init_scale`` to ``"vq"`` (None: Sonnet's
     unit-scale init); ``kmeans_init`` and ``restart_after`` are Chapter 05's training aids.
+    ``codes_per_position`` keeps that many codes at each grid position (the paper's CIFAR-10 latents
+    are 8 x 8 x 10; Chapter 07 reads that as 10 codes per position): the encoder outputs
+    ``codes_per_position * code_dim`` channels, each ``code_dim`` slice is quantised with the one
+    codebook, and the code grid of an ``h x w`` latent map is ``h x (w * codes_per_position)``.
+    ``vq_terms`` weighs the codebook and commitment terms against the reconstruction: ``"sum"`` (the
+    book's choice) sums them over the N latents of an image, as eq. 3 is written per image;
+    ``"mean"`` averages them over the N latents, the literal reading of the paper's "an average over
+    N terms for k-means and commitment loss". Per pixel value the weights are N*D/M and D/M.
     """
 
     in_channels: int = 1
@@ -42,8 +51,14 @@ class VQVAEConfig:
     init_scale: float | None = None
     kmeans_init: bool = False
     restart_after: int | None = None
+    codes_per_position: int = 1
+    vq_terms: str = "sum"
 
     def __post_init__(self):
+        if self.vq_terms not in VQ_TERMS:
+            raise ValueError(f"unknown vq_terms {self.vq_terms!r}; expected one of {VQ_TERMS}")
+        if self.codes_per_position < 1:
+            raise ValueError(f"codes_per_position must be at least 1, got {self.codes_per_position}")
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"unknown quantizer {self.quantizer!r}; expected one of {QUANTIZERS}")
         if self.quantizer == "ema" and self.init_scale is not None:
@@ -62,57 +77,75 @@ class VQVAE(nn.Module):
     """``x -> z_e = encoder(x) -> z_q = quantizer(z_e) -> p(x | z_q)``, built from a :class:`VQVAEConfig`.
 
     ``loss(x)`` returns the training objective (paper eq. 3 per image, divided by the M pixel values:
-    ``recon + (N*D/M) * quantizer.loss``)
+    ``recon + (N*D/M) * quantizer.loss``, or ``(D/M)`` with ``vq_terms="mean"``)
     and, for logging, ``nelbo`` (eq. 4.6), ``mse`` in pixel space, ``perplexity``, ``used``
-    (distinct codes in the batch) and ``dead`` (codes unchosen for the last 100 training batches).
+    (distinct codes in the batch), ``dead`` (codes unchosen for the last 100 training batches) and
+    ``z_e_norm`` (the mean Euclidean length of the encoder's vectors, to watch them drift).
     """
 
     def __init__(self, config: VQVAEConfig | None = None):
         super().__init__()
         self.config = config = config or VQVAEConfig()
-        self.in_channels = config.in_channels
-        self.encoder = Encoder(config.in_channels, config.code_dim, config.hidden, config.res_hidden)
+        self.in_channels, self.codes_per_position = config.in_channels, config.codes_per_position
+        width = config.codes_per_position * config.code_dim
+        self.encoder = Encoder(config.in_channels, width, config.hidden, config.res_hidden)
         self.quantizer = build_quantizer(config)
-        self.decoder = Decoder(config.code_dim, 2 * config.in_channels, config.hidden, config.res_hidden)
+        self.decoder = Decoder(width, 2 * config.in_channels, config.hidden, config.res_hidden)
 
     @property
     def num_codes(self) -> int:
         return self.quantizer.num_codes
 
+    def _to_codes(self, z_e: torch.Tensor) -> torch.Tensor:
+        """``(B, C*D, h, w) -> (B, D, h, w*C)``: the C vectors of a position side by side on the grid."""
+        b, _, h, w = z_e.shape
+        c = self.codes_per_position
+        return z_e.view(b, c, -1, h, w).permute(0, 2, 3, 4, 1).reshape(b, -1, h, w * c)
+
+    def _from_codes(self, z_q: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`_to_codes`: ``(B, D, h, w*C) -> (B, C*D, h, w)``."""
+        b, d, h, wc = z_q.shape
+        c = self.codes_per_position
+        return z_q.view(b, d, h, wc // c, c).permute(0, 4, 1, 2, 3).reshape(b, c * d, h, wc // c)
+
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The paper's objective (eq. 3, Chapter 04 eq. 4.5) in nats per pixel, plus what Chapter 04 plots."""
         check_image(x, self.in_channels)
-        z_e = self.encoder(to_model_range(x))
+        z_e = self._to_codes(self.encoder(to_model_range(x)))
         q = self.quantizer(z_e)
-        mean, log_scale = self.decoder(q.z_q).chunk(2, dim=1)
+        mean, log_scale = self.decoder(self._from_codes(q.z_q)).chunk(2, dim=1)
         dims = x[0].numel()
         recon = discretized_logistic_nll(x, mean, log_scale).mean() / dims
         latents = q.indices[0].numel()
-        # Paper eq. 3 sums -log p over the M pixels and the squared errors over the N*D latent
-        # elements of an image; per pixel that is recon + (N*D/M) * the quantiser's element mean.
-        vq_weight = latents * z_e.shape[1] / dims
+        # Per pixel value, the quantiser's element mean weighs N*D/M when the VQ terms are summed over
+        # the N latents of an image, D/M when they are averaged (VQVAEConfig.vq_terms).
+        vq_weight = (latents if self.config.vq_terms == "sum" else 1) * z_e.shape[1] / dims
         with torch.no_grad():
             nelbo = recon + uniform_prior_nats(latents, self.num_codes) / dims
             mse = (discretized_logistic_mean(mean) - x).pow(2).mean()
             used = torch.tensor(float(q.indices.unique().numel()), device=x.device)
             dead_codes = getattr(self.quantizer, "dead_codes", lambda: 0)  # a quantiser without a codebook has none
             dead = torch.tensor(float(dead_codes()), device=x.device)
+            z_e_norm = z_e.detach().float().pow(2).sum(1).sqrt().mean()
         return {"loss": recon + vq_weight * q.loss, "recon": recon, "vq": q.loss, "nelbo": nelbo, "mse": mse,
-                "perplexity": q.perplexity, "used": used, "dead": dead}
+                "perplexity": q.perplexity, "used": used, "dead": dead, "z_e_norm": z_e_norm}
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, C, H, W)`` in [0, 1] -> code indices ``(B, H/4, W/4)`` (int64)."""
+        """Images ``(B, C, H, W)`` in [0, 1] -> code indices ``(B, H/4, W/4 * codes_per_position)`` (int64)."""
         check_image(x, self.in_channels)
-        z_e = self.encoder(to_model_range(x))
+        z_e = self._to_codes(self.encoder(to_model_range(x)))
         b, d, h, w = z_e.shape
         # The nearest code directly, not the quantiser's forward: encoding must never update a codebook.
         return nearest_code(z_e.permute(0, 2, 3, 1).reshape(-1, d), self.quantizer.codebook).view(b, h, w)
 
     @torch.no_grad()
     def decode(self, indices: torch.Tensor) -> torch.Tensor:
-        """Code indices ``(B, h, w)`` -> the decoder's mean image ``(B, C, 4h, 4w)`` in [0, 1]."""
-        mean, _ = self.decoder(self.quantizer.lookup(indices)).chunk(2, dim=1)
+        """Code indices ``(B, h, w * codes_per_position)`` -> the decoder's mean image ``(B, C, 4h, 4w)`` in [0, 1]."""
+        if indices.dim() == 3 and indices.shape[-1] % self.codes_per_position:
+            raise ValueError(f"expected a code grid whose width is a multiple of codes_per_position="
+                             f"{self.codes_per_position}, got shape {tuple(indices.shape)}")
+        mean, _ = self.decoder(self._from_codes(self.quantizer.lookup(indices))).chunk(2, dim=1)
         return discretized_logistic_mean(mean)
 
     @torch.no_grad()
