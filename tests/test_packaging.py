@@ -1,9 +1,13 @@
-"""The two ways to install the book (pip extras, conda) declare the same packages."""
+"""The two ways to install the book (pip extras, conda) declare the same packages; what `pytest` runs."""
 
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,3 +58,14 @@ def test_requires_python_admits_exactly_what_the_tests_and_conda_use():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda_python = next(dep for dep in env["dependencies"] if isinstance(dep, str) and dep.startswith("python="))
     assert tuple(int(v) for v in conda_python.split("=")[1].split(".")) >= (3, 11)
+
+
+@pytest.mark.parametrize("given, expected", [(None, "1"), ("0", "0"), ("1", "1")])
+def test_pytest_runs_the_fast_profile_unless_the_environment_says_otherwise(given, expected):
+    """The root conftest.py: `pytest` as typed is the fast book; `VQVAE_FAST=0 pytest` the full re-check."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VQVAE_FAST", "TQDM_DISABLE")}
+    if given is not None:
+        env["VQVAE_FAST"] = given
+    code = "import os, runpy; runpy.run_path('conftest.py'); print(os.environ['VQVAE_FAST'], os.environ['TQDM_DISABLE'])"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [expected, "1"]

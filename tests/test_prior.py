@@ -184,3 +184,34 @@ def test_encode_dataset_keeps_order_and_labels():
     assert torch.equal(codes.tensors[1], torch.arange(10) % 3)
     with pytest.raises(ValueError, match="labels"):
         encode_dataset(lambda x: x, DataLoader(images, batch_size=4), "cpu")
+
+
+def test_a_conditioning_map_reaches_every_position_and_keeps_the_logits_causal():
+    model = small_prior(cond_channels=2)
+    codes = torch.randint(0, 6, (1, 5, 5), generator=torch.Generator().manual_seed(4))
+    cond = torch.randn(1, 2, 5, 5, generator=torch.Generator().manual_seed(5))
+    base = model(codes, cond=cond)
+    for p in range(25):
+        changed = codes.clone()
+        changed[0, p // 5, p % 5] = (changed[0, p // 5, p % 5] + 1) % 6
+        diff = (model(changed, cond=cond) - base).abs().amax(dim=1).flatten()
+        assert diff[: p + 1].max() == 0, f"changing position {p} moved a logit at or before it"
+    # the map enters at each position's own gate: its value at (i, j) moves the logits at (i, j)
+    for i, j in ((0, 0), (2, 3), (4, 4)):
+        moved = cond.clone()
+        moved[0, :, i, j] += 1.0
+        assert (model(codes, cond=moved) - base)[0, :, i, j].abs().max() > 1e-4
+    assert (model(codes, cond=torch.zeros_like(cond)) - base).abs().amax(dim=1).min() > 1e-5
+    samples = model.sample(2, (5, 5), generator=torch.Generator().manual_seed(0), cond=cond.expand(2, -1, -1, -1))
+    assert samples.shape == (2, 5, 5)
+
+
+def test_a_missing_or_misshapen_conditioning_map_is_rejected():
+    model = small_prior(cond_channels=2)
+    codes = torch.randint(0, 6, (2, 3, 3))
+    with pytest.raises(ValueError, match=r"cond of shape \(2, 2, 3, 3\).*got none"):
+        model(codes)
+    with pytest.raises(ValueError, match=r"cond of shape \(2, 2, 3, 3\).*got \(2, 2, 4, 4\)"):
+        model(codes, cond=torch.zeros(2, 2, 4, 4))
+    with pytest.raises(ValueError, match="cond_channels"):
+        small_prior()(codes, cond=torch.zeros(2, 2, 3, 3))

@@ -8,11 +8,14 @@ Layers (imports go downward only; ``tests/test_layers.py`` checks it against :da
    code as one matmul), ``estimators`` (score function, NVIL, VIMCO, Gumbel-softmax), ``metrics``
    (bits/dim and its two-part bookkeeping);
 2. ``vae`` (Gaussian VAE), ``discrete`` (categorical VAE), ``kmeans``, ``quantize`` (the vector
-   quantisers), then ``vqvae`` on top of ``quantize``; ``prior`` (the Gated PixelCNN over codes);
+   quantisers), then ``vqvae`` on top of ``quantize``; ``prior`` (the Gated PixelCNN over codes),
+   then ``pixel_decoder`` on top of ``prior``, ``vae`` and ``quantize`` (a Gated PixelCNN over pixels as the
+   decoder of a Gaussian VAE and of a VQ-VAE, for posterior collapse);
    each model is built from a config dataclass (``VAEConfig``, ``CategoricalVAEConfig``,
-   ``VQVAEConfig``, ``PriorConfig``);
+   ``VQVAEConfig``, ``PriorConfig``, ``PixelDecoderConfig``);
 3. ``train`` (the one training loop), ``checkpoint`` (the cache of trained models, keyed by run),
-   ``importance`` (the importance-weighted bound), ``plot`` (figures).
+   ``importance`` (the importance-weighted bound), ``second_stage`` (a learned prior's bound for
+   every discrete model), ``plot`` (figures).
 
 **Random numbers, one rule.** Every public function that draws random numbers for the reader
 (sampling, k-means seeding, noise, importance samples) takes ``generator=None``. ``None`` means the
@@ -30,6 +33,6 @@ __version__ = "0.1.0"
 REPO_URL = "https://github.com/vqvae-from-first-principles/vqvae-book"
 LAYERS = {
     "runtime": 1, "data": 1, "nn": 1, "likelihood": 1, "nearest": 1, "estimators": 1, "metrics": 1,
-    "vae": 2, "discrete": 2, "kmeans": 2, "quantize": 2, "vqvae": 2, "prior": 2,
-    "train": 3, "checkpoint": 3, "importance": 3, "plot": 3,
+    "vae": 2, "discrete": 2, "kmeans": 2, "quantize": 2, "vqvae": 2, "prior": 2, "pixel_decoder": 2,
+    "train": 3, "checkpoint": 3, "importance": 3, "second_stage": 3, "plot": 3,
 }

@@ -1,4 +1,4 @@
-"""The importance-weighted bound of Burda et al. (2016) for the Gaussian VAE (Chapter 07, eq. 7.5).
+"""The importance-weighted bound of Burda et al. (2016) for the Gaussian VAE (Chapter 07, eq. 7.6).
 
     -log p(x) <= -log (1/k) sum_i p(x | z_i) p(z_i) / q(z_i | x),    z_i ~ q(z | x),
 
@@ -27,7 +27,7 @@ def _log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torc
 def importance_weighted_nll(
     model, x: torch.Tensor, k: int, chunk: int = 10, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Eq. (7.5): the k-sample bound on ``-log p(x)`` of each image, in nats, shape ``(B,)``.
+    """Eq. (7.6): the k-sample bound on ``-log p(x)`` of each image, in nats, shape ``(B,)``.
 
     Samples are drawn ``chunk`` at a time to bound memory, from ``generator`` (on ``x``'s device)
     or else the global RNG.
