@@ -30,7 +30,6 @@ Importing the package imports nothing heavy and downloads nothing.
 """
 
 __version__ = "0.1.0"
-REPO_URL = "https://github.com/vqvae-from-first-principles/vqvae-book"
 LAYERS = {
     "runtime": 1, "data": 1, "nn": 1, "likelihood": 1, "nearest": 1, "estimators": 1, "metrics": 1,
     "vae": 2, "discrete": 2, "kmeans": 2, "quantize": 2, "vqvae": 2, "prior": 2, "pixel_decoder": 2,
