@@ -8,10 +8,19 @@
   message after the cell has finished (nbval issues #136 and #231). ``TQDM_DISABLE=1`` turns the bars
   off through tqdm's own environment overrides; ``fit`` still prints one line per epoch.
 
-The kernels inherit this process's environment, so setting it here, before collection, reaches them.
+- **Threads that yield on a busy machine.** PyTorch's CPU kernels run on GNU OpenMP threads, which
+  spin while they wait for each other. When another CPU-bound process shares the 2 cores, a spinning
+  thread burns the time slice its partner needs: a chapter's training ran 19 times slower beside one
+  busy-loop process (1.06 against 19.8 steps/s). ``GOMP_SPINCOUNT=20000`` makes a waiting thread
+  sleep sooner: 4.95 steps/s beside the busy loop, and no loss on a quiet machine (20.2 steps/s).
+  ``benchmarks/omp_contention.py`` measures it. Results do not change: only how threads wait.
+
+The kernels inherit this process's environment, so setting it here, before collection, reaches them
+(OpenMP reads it when a kernel first imports torch).
 """
 
 import os
 
 os.environ.setdefault("VQVAE_FAST", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("GOMP_SPINCOUNT", "20000")

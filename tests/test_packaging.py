@@ -63,9 +63,10 @@ def test_requires_python_admits_exactly_what_the_tests_and_conda_use():
 @pytest.mark.parametrize("given, expected", [(None, "1"), ("0", "0"), ("1", "1")])
 def test_pytest_runs_the_fast_profile_unless_the_environment_says_otherwise(given, expected):
     """The root conftest.py: `pytest` as typed is the fast book; `VQVAE_FAST=0 pytest` the full re-check."""
-    env = {k: v for k, v in os.environ.items() if k not in ("VQVAE_FAST", "TQDM_DISABLE")}
+    env = {k: v for k, v in os.environ.items() if k not in ("VQVAE_FAST", "TQDM_DISABLE", "GOMP_SPINCOUNT")}
     if given is not None:
         env["VQVAE_FAST"] = given
-    code = "import os, runpy; runpy.run_path('conftest.py'); print(os.environ['VQVAE_FAST'], os.environ['TQDM_DISABLE'])"
+    code = ("import os, runpy; runpy.run_path('conftest.py'); "
+            "print(os.environ['VQVAE_FAST'], os.environ['TQDM_DISABLE'], os.environ['GOMP_SPINCOUNT'])")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == [expected, "1"]
+    assert out.stdout.split() == [expected, "1", "20000"]
