@@ -6,16 +6,20 @@ Layers (imports go downward only; ``tests/test_layers.py`` checks it against :da
    encoder/decoder and the one image-shape check), ``likelihood`` (the discretised logistic over
    8-bit pixels, and the one map from pixels to the models' [-1, 1] range), ``nearest`` (nearest
    code as one matmul), ``estimators`` (score function, NVIL, VIMCO, Gumbel-softmax), ``metrics``
-   (bits/dim and its two-part bookkeeping);
+   (bits/dim and its two-part bookkeeping), ``fsdd`` (the Free Spoken Digit Dataset: recordings,
+   labels, split), ``audio`` (log-mel spectrograms and Griffin-Lim back to sound);
 2. ``vae`` (Gaussian VAE), ``discrete`` (categorical VAE), ``kmeans``, ``quantize`` (the vector
    quantisers), then ``vqvae`` on top of ``quantize``; ``prior`` (the Gated PixelCNN over codes),
    then ``pixel_decoder`` on top of ``prior``, ``vae`` and ``quantize`` (a Gated PixelCNN over pixels as the
-   decoder of a Gaussian VAE and of a VQ-VAE, for posterior collapse);
+   decoder of a Gaussian VAE and of a VQ-VAE, for posterior collapse); ``vqvae1d`` (a 1-D VQ-VAE over
+   log-mel frames with a speaker-conditioned decoder) on top of ``quantize``, and ``prior1d`` (a
+   causal WaveNet-style prior over its code sequences);
    each model is built from a config dataclass (``VAEConfig``, ``CategoricalVAEConfig``,
-   ``VQVAEConfig``, ``PriorConfig``, ``PixelDecoderConfig``);
+   ``VQVAEConfig``, ``PriorConfig``, ``PixelDecoderConfig``, ``VQVAE1DConfig``, ``Prior1DConfig``);
 3. ``train`` (the one training loop), ``checkpoint`` (the cache of trained models, keyed by run),
    ``importance`` (the importance-weighted bound), ``second_stage`` (a learned prior's bound for
-   every discrete model), ``plot`` (figures).
+   every discrete model), ``plot`` (figures), ``probe`` (linear probes of codes, and the log-mel
+   classifiers that score converted speech).
 
 **Random numbers, one rule.** Every public function that draws random numbers for the reader
 (sampling, k-means seeding, noise, importance samples) takes ``generator=None``. ``None`` means the
@@ -32,6 +36,8 @@ Importing the package imports nothing heavy and downloads nothing.
 __version__ = "0.1.0"
 LAYERS = {
     "runtime": 1, "data": 1, "nn": 1, "likelihood": 1, "nearest": 1, "estimators": 1, "metrics": 1,
+    "fsdd": 1, "audio": 1,
     "vae": 2, "discrete": 2, "kmeans": 2, "quantize": 2, "vqvae": 2, "prior": 2, "pixel_decoder": 2,
-    "train": 3, "checkpoint": 3, "importance": 3, "second_stage": 3, "plot": 3,
+    "vqvae1d": 2, "prior1d": 2,
+    "train": 3, "checkpoint": 3, "importance": 3, "second_stage": 3, "plot": 3, "probe": 3,
 }
