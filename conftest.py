@@ -3,11 +3,15 @@
 - **The fast profile by default.** Executing every chapter in the full profile takes about an hour
   on 2 cores, so under pytest ``VQVAE_FAST`` defaults to 1. The full re-check of the stored outputs
   is ``VQVAE_FAST=0 pytest``: the environment always wins.
-- **No progress bars in the kernels that nbval starts.** A training cell that streams widget
-  updates can leave nbval, on a busy machine, waiting more than its fixed 5 s for the next output
-  message after the cell has finished (nbval issues #136 and #231). ``TQDM_DISABLE=1`` turns the bars
-  off through tqdm's own environment overrides; ``fit`` still prints one line per epoch.
-
+- **No progress bars in the kernels that nbval starts.** nbval reads a kernel's output messages
+  only after the cell has finished, so during a long training cell they queue in ZeroMQ, whose
+  queues hold about 1,000 messages and then drop new ones, the cell's final "idle" included; nbval
+  then waits for it in vain ("Timeout of ... seconds exceeded waiting for output"). A tqdm widget
+  bar sends a message several times a second: Chapter 01's training cell sent 229 in the fast
+  profile; on a busy machine the full profile runs ten times longer or more, and it lost Chapters 01,
+  04 and 05, most likely this way (after the reply, no message came for 120 s). ``TQDM_DISABLE=1`` is tqdm's own switch, but ``tqdm.notebook`` overrides
+  it, so ``vqvae_lib.train.fit`` passes it to the bar by hand; that cell now sends 2 messages (its
+  printed lines) and the idle status.
 - **Threads that yield on a busy machine.** PyTorch's CPU kernels run on GNU OpenMP threads, which
   spin while they wait for each other. When another CPU-bound process shares the 2 cores, a spinning
   thread burns the time slice its partner needs: a chapter's training ran 19 times slower beside one
@@ -15,13 +19,12 @@
   sleep sooner: 4.95 steps/s beside the busy loop, and no loss on a quiet machine (20.2 steps/s).
   ``benchmarks/omp_contention.py`` measures it. Results do not change: only how threads wait.
 
-- **A longer wait for a cell's last messages.** After a cell's reply, nbval waits at most a
-  hard-coded 5 s for each further message from the kernel, up to its "idle" status (nbval issues
-  #136 and #231; the option for it was never merged). On a busy machine those messages can come
-  later: the first full re-check beside a busy loop lost Chapters 04 and 05 to "Timeout of 5 seconds
-  exceeded waiting for output" with no progress bars at all. ``pytest_collection_modifyitems`` below
-  sets nbval's per-cell ``output_timeout`` to 120 s. It costs nothing when messages are prompt;
-  ``tests/nbval_late_idle.ipynb`` delays a cell's "idle" by 8 s and fails without it.
+- **A longer wait for a cell's last messages.** After a cell's reply, nbval waits a hard-coded 5 s
+  for each further message up to the kernel's "idle" (nbval issues #136 and #231; the option for it
+  was never merged); on a busy machine a message can come later than that.
+  ``pytest_collection_modifyitems`` below sets nbval's per-cell ``output_timeout`` to 120 s. It costs
+  nothing when messages are prompt; ``tests/nbval_late_idle.ipynb`` delays a cell's "idle" by 8 s and
+  fails without it.
 
 The kernels inherit this process's environment, so setting it here, before collection, reaches them
 (OpenMP reads it when a kernel first imports torch).

@@ -82,3 +82,23 @@ def test_conditional_models_receive_the_labels():
         train.evaluate(model, unlabelled_plain)
     with pytest.raises(ValueError, match="labels"):
         train.evaluate(model, unlabelled)
+
+
+@pytest.mark.parametrize("env, disabled", [(None, False), ("1", True), ("0", False)])
+def test_fit_passes_tqdms_disable_switch_to_the_bar_by_hand(monkeypatch, env, disabled):
+    """``tqdm.notebook`` forces ``disable=False`` over ``TQDM_DISABLE``; ``fit`` must pass the switch itself."""
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    bars = []
+
+    class Recorder(notebook_tqdm):
+        def __init__(self, *args, **kwargs):
+            bars.append(kwargs)
+            super().__init__(*args, **{**kwargs, "display": False})
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    if env is not None:
+        monkeypatch.setenv("TQDM_DISABLE", env)
+    monkeypatch.setattr(train, "tqdm", Recorder)
+    train.fit(Quadratic(), loader(), epochs=1, lr=0.1)
+    assert len(bars) == 1 and bars[0].get("disable") is disabled

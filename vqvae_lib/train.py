@@ -9,6 +9,7 @@ mixed precision only on CUDA. Caching a trained model is :mod:`vqvae_lib.checkpo
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -77,6 +78,17 @@ def evaluate(model: torch.nn.Module, loader) -> dict[str, float]:
     return dict(zip(keys, (totals / count).tolist()))
 
 
+def progress_bars_disabled() -> bool:
+    """Whether tqdm's own switch, ``TQDM_DISABLE=1``, is set.
+
+    ``tqdm.notebook`` (what ``tqdm.auto`` picks inside Jupyter) overrides that environment default with
+    an explicit ``disable=False``, so the switch must be passed by hand. Under pytest it matters: a
+    kernel streams widget updates while nbval is not reading them, and a long run's updates overflow
+    ZeroMQ's queue, which then drops the cell's final messages (see the root ``conftest.py``).
+    """
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes")
+
+
 def fit(
     model: torch.nn.Module,
     train_loader,
@@ -102,7 +114,7 @@ def fit(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     history, step, start = History(), 0, time.perf_counter()
     model.train()
-    bar = tqdm(total=epochs * len(train_loader), desc=desc, leave=False)
+    bar = tqdm(total=epochs * len(train_loader), desc=desc, leave=False, disable=progress_bars_disabled())
     for epoch in range(1, epochs + 1):
         for batch in train_loader:
             with torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext():
