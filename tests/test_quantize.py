@@ -141,3 +141,27 @@ def test_kmeans_rejects_bad_shapes():
         kmeans(torch.zeros(10), 2)
     with pytest.raises(ValueError, match="num_codes must be in 1..10"):
         kmeans(torch.zeros(10, 2), 11)
+
+
+def test_bits_is_log2_of_the_number_of_codes():
+    from vqvae_lib.quantize import VectorQuantizerEMA
+
+    assert VectorQuantizer(512, 8).bits == 9.0 and VectorQuantizerEMA(16, 8).bits == 4.0
+    assert VectorQuantizer(10, 8).bits == pytest.approx(3.321928)
+
+
+@pytest.mark.parametrize("ema", [False, True])
+def test_encode_indices_are_the_forward_indices_and_change_no_state_even_in_training(ema):
+    from vqvae_lib.quantize import VectorQuantizerEMA
+
+    torch.manual_seed(0)
+    cls = VectorQuantizerEMA if ema else VectorQuantizer
+    vq = cls(16, 8, kmeans_init=True, restart_after=1)
+    z_e = torch.randn(2, 8, 4, 4)
+    before = {k: v.clone() for k, v in vq.state_dict().items()}
+    indices = vq.train().encode_indices(z_e)
+    assert all(torch.equal(v, vq.state_dict()[k]) for k, v in before.items())
+    assert indices.shape == (2, 4, 4) and indices.dtype == torch.int64
+    assert torch.equal(indices, vq.eval()(z_e).indices)
+    with pytest.raises(ValueError, match=r"expected z_e of shape \(B, 8, H, W\)"):
+        vq.encode_indices(torch.zeros(2, 3, 4, 4))

@@ -59,7 +59,7 @@ def test_the_config_builds_the_quantizer_it_names():
     vq = small(init_scale=1 / 32).quantizer
     assert isinstance(vq, VectorQuantizer) and vq.codebook.abs().max() <= 1 / 32
     with pytest.raises(ValueError, match="unknown quantizer"):
-        VQVAEConfig(quantizer="fsq")
+        VQVAEConfig(quantizer="pq")
 
 
 def test_bad_images_are_rejected(model):

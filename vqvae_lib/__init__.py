@@ -13,9 +13,14 @@ Layers (imports go downward only; ``tests/test_layers.py`` checks it against :da
    then ``pixel_decoder`` on top of ``prior``, ``vae`` and ``quantize`` (a Gated PixelCNN over pixels as the
    decoder of a Gaussian VAE and of a VQ-VAE, for posterior collapse); ``vqvae1d`` (a 1-D VQ-VAE over
    log-mel frames with a speaker-conditioned decoder) on top of ``quantize``, and ``prior1d`` (a
-   causal WaveNet-style prior over its code sequences);
+   causal WaveNet-style prior over its code sequences); Chapter 09's later quantisers, each with the
+   same interface (``QuantizerOutput``, ``bits``, ``encode_indices``, ``lookup``): ``rotation`` (the
+   rotation trick, an option of ``quantize``'s quantisers), ``fsq`` (finite scalar quantisation),
+   ``lfq`` (lookup-free quantisation), ``residual`` (residual VQ over ``quantize``'s quantisers), all
+   selectable in ``vqvae``; ``vqvae2`` (a two-level VQ-VAE-2-style model);
    each model is built from a config dataclass (``VAEConfig``, ``CategoricalVAEConfig``,
-   ``VQVAEConfig``, ``PriorConfig``, ``PixelDecoderConfig``, ``VQVAE1DConfig``, ``Prior1DConfig``);
+   ``VQVAEConfig``, ``PriorConfig``, ``PixelDecoderConfig``, ``VQVAE1DConfig``, ``Prior1DConfig``,
+   ``VQVAE2Config``);
 3. ``train`` (the one training loop), ``checkpoint`` (the cache of trained models, keyed by run),
    ``importance`` (the importance-weighted bound), ``second_stage`` (a learned prior's bound for
    every discrete model), ``plot`` (figures), ``probe`` (linear probes of codes, and the log-mel
@@ -38,6 +43,6 @@ LAYERS = {
     "runtime": 1, "data": 1, "nn": 1, "likelihood": 1, "nearest": 1, "estimators": 1, "metrics": 1,
     "fsdd": 1, "audio": 1,
     "vae": 2, "discrete": 2, "kmeans": 2, "quantize": 2, "vqvae": 2, "prior": 2, "pixel_decoder": 2,
-    "vqvae1d": 2, "prior1d": 2,
+    "vqvae1d": 2, "prior1d": 2, "rotation": 2, "fsq": 2, "lfq": 2, "residual": 2, "vqvae2": 2,
     "train": 3, "checkpoint": 3, "importance": 3, "second_stage": 3, "plot": 3, "probe": 3,
 }

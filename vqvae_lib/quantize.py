@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -10,13 +11,14 @@ from torch import nn
 
 from .kmeans import kmeans
 from .nearest import at_least_fp32, nearest_code
+from .rotation import check_gradient, rotate_to
 
 
 @dataclass
 class QuantizerOutput:
     """What a quantiser returns. Shapes for ``z_e: (B, D, H, W)``."""
 
-    z_q: torch.Tensor  # (B, D, H, W): nearest codes forward, identity gradient to z_e backward
+    z_q: torch.Tensor  # (B, D, H, W): nearest codes forward; backward, identity (or rotated) gradient to z_e
     loss: torch.Tensor  # scalar: codebook term + beta * commitment term
     indices: torch.Tensor  # (B, H, W) int64
     perplexity: torch.Tensor  # scalar: exp(entropy of the batch's code usage)
@@ -52,8 +54,9 @@ def check_z_e(z_e: torch.Tensor, code_dim: int) -> None:
 
 
 class _CodebookQuantizer(nn.Module):
-    """What both quantisers share: nearest-code lookup, the straight-through output, perplexity,
-    and the two optional training aids of Chapter 05, off by default:
+    """What both quantisers share: nearest-code lookup, the output's gradient, perplexity, the
+    interface every quantiser of the book has (``num_codes``, ``code_dim``, ``bits``,
+    ``encode_indices``, ``lookup``), and the two optional training aids of Chapter 05, off by default:
 
     - ``kmeans_init``: on the first training batch, replace the codebook by k-means centroids of
       that batch's encoder outputs (needs at least ``num_codes`` vectors in the batch);
@@ -63,18 +66,28 @@ class _CodebookQuantizer(nn.Module):
       batch, the rest wait for the next batch).
 
     ``idle_steps`` counts, for every code, the training batches since it was last chosen.
+
+    ``gradient`` is how the output passes the gradient to z_e: ``"straight_through"`` (paper Sec. 3.1,
+    the default) or ``"rotation"`` (the rotation trick, rotation.py). The value and the loss are the same.
     """
 
-    def __init__(self, num_codes: int, code_dim: int, beta: float, kmeans_init: bool, restart_after: int | None):
+    def __init__(self, num_codes: int, code_dim: int, beta: float, kmeans_init: bool, restart_after: int | None,
+                 gradient: str = "straight_through"):
         super().__init__()
+        check_gradient(gradient)
         if num_codes < 1 or code_dim < 1 or beta < 0:
             raise ValueError(f"need num_codes >= 1, code_dim >= 1, beta >= 0; got {num_codes}, {code_dim}, {beta}")
         if restart_after is not None and restart_after < 1:
             raise ValueError(f"restart_after must be a positive number of batches or None, got {restart_after}")
         self.num_codes, self.code_dim, self.beta = num_codes, code_dim, beta
-        self.kmeans_init, self.restart_after = kmeans_init, restart_after
+        self.kmeans_init, self.restart_after, self.gradient = kmeans_init, restart_after, gradient
         self.register_buffer("initialised", torch.tensor(not kmeans_init))
         self.register_buffer("idle_steps", torch.zeros(num_codes, dtype=torch.int64))
+
+    @property
+    def bits(self) -> float:
+        """Bits per latent position: log2 of the number of distinct indices, ``log2 K``."""
+        return math.log2(self.num_codes)
 
     def dead_codes(self, idle_for: int = 100) -> int:
         """How many codes no training batch has chosen in the last ``idle_for`` batches."""
@@ -122,13 +135,24 @@ class _CodebookQuantizer(nn.Module):
 
     def _output(self, flat, e, indices, counts, shape, loss) -> QuantizerOutput:
         b, d, h, w = shape
-        z_q = flat + (e - flat).detach()  # straight-through: value e, gradient identity to z_e
+        if self.gradient == "rotation":
+            z_q = rotate_to(flat, e)  # value e, gradient lambda R^T to z_e
+        else:
+            z_q = flat + (e - flat).detach()  # straight-through: value e, gradient identity to z_e
         return QuantizerOutput(
             z_q=z_q.view(b, h, w, d).permute(0, 3, 1, 2),
             loss=loss,
             indices=indices.view(b, h, w),
             perplexity=_perplexity_of_counts(counts),
         )
+
+    @torch.no_grad()
+    def encode_indices(self, z_e: torch.Tensor) -> torch.Tensor:
+        """Nearest-code indices ``(B, H, W)`` for ``z_e: (B, D, H, W)``. Unlike a training forward it
+        changes nothing, in any mode: no EMA step, k-means initialisation, restart or idle count."""
+        check_z_e(z_e, self.code_dim)
+        b, d, h, w = z_e.shape
+        return nearest_code(z_e.permute(0, 2, 3, 1).reshape(-1, d), self.codebook).view(b, h, w)
 
     @torch.no_grad()
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
@@ -144,14 +168,15 @@ class VectorQuantizer(_CodebookQuantizer):
     """Replace each encoder vector z_e by its nearest codebook entry (paper eq. 1-2).
 
     The forward value is the selected code; the gradient passes straight through to z_e (paper
-    Sec. 3.1, Chapter 04 eq. 4.4). ``loss`` is the codebook term plus ``beta`` times the
-    commitment term, each a mean over all elements as in Sonnet:
+    Sec. 3.1, Chapter 04 eq. 4.4), or is rotated with ``gradient="rotation"``. ``loss`` is the
+    codebook term plus ``beta`` times the commitment term, each a mean over all elements as in Sonnet:
     ``mean((e - sg[z_e])^2) + beta * mean((z_e - sg[e])^2)`` (paper eq. 3, Chapter 04 eq. 4.5).
     """
 
     def __init__(self, num_codes: int, code_dim: int, beta: float = 0.25, *, kmeans_init: bool = False,
-                 restart_after: int | None = None, init_scale: float | None = None):
-        super().__init__(num_codes, code_dim, beta, kmeans_init, restart_after)
+                 restart_after: int | None = None, init_scale: float | None = None,
+                 gradient: str = "straight_through"):
+        super().__init__(num_codes, code_dim, beta, kmeans_init, restart_after, gradient)
         # Default: Sonnet's "uniform unit scaling", codes of about unit norm. Many PyTorch ports use
         # init_scale=1/K instead, which collapses to a few codes at our budgets (Chapter 05).
         limit = init_scale if init_scale is not None else (3.0 / code_dim) ** 0.5
@@ -188,8 +213,8 @@ class VectorQuantizerEMA(_CodebookQuantizer):
     """
 
     def __init__(self, num_codes: int, code_dim: int, beta: float = 0.25, decay: float = 0.99, eps: float = 1e-5,
-                 *, kmeans_init: bool = False, restart_after: int | None = None):
-        super().__init__(num_codes, code_dim, beta, kmeans_init, restart_after)
+                 *, kmeans_init: bool = False, restart_after: int | None = None, gradient: str = "straight_through"):
+        super().__init__(num_codes, code_dim, beta, kmeans_init, restart_after, gradient)
         if not 0.0 <= decay < 1.0 or eps <= 0:
             raise ValueError(f"need 0 <= decay < 1 and eps > 0, got decay={decay}, eps={eps}")
         self.decay, self.eps = decay, eps

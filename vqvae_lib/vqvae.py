@@ -7,6 +7,7 @@ length, and with the paper's uniform prior over K codes the negative ELBO in nat
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -14,11 +15,14 @@ from torch import nn
 
 from .likelihood import discretized_logistic_mean, discretized_logistic_nll, to_model_range
 from .metrics import uniform_prior_nats
-from .nearest import nearest_code
+from .fsq import FiniteScalarQuantizer
+from .lfq import LookupFreeQuantizer
 from .nn import Decoder, Encoder, check_image
 from .quantize import VectorQuantizer, VectorQuantizerEMA
+from .residual import ResidualVectorQuantizer
+from .rotation import check_gradient
 
-QUANTIZERS = ("vq", "ema")
+QUANTIZERS = ("vq", "ema", "fsq", "rvq", "lfq")
 VQ_TERMS = ("sum", "mean")  # the VQ terms summed over an image's N latents (the book's reading), or averaged
 
 
@@ -28,7 +32,12 @@ class VQVAEConfig:
 
     ``quantizer`` is ``"vq"`` (the codebook learned by the loss, paper eq. 3) or ``"ema"`` (paper
     App. A.1); ``decay`` and ``eps`` apply to ``"ema"``, ``init_scale`` to ``"vq"`` (None: Sonnet's
-    unit-scale init); ``kmeans_init`` and ``restart_after`` are Chapter 05's training aids.
+    unit-scale init); ``kmeans_init`` and ``restart_after`` are Chapter 05's training aids, and
+    ``gradient`` is ``"straight_through"`` (the paper) or ``"rotation"`` (the rotation trick).
+    Chapter 09's later quantisers: ``"fsq"`` (``levels``; then ``code_dim = len(levels)`` and
+    ``num_codes = prod(levels)``), ``"rvq"`` (``num_stages`` stages of ``num_codes`` codes, each stage
+    a ``"vq"`` quantiser, or ``"ema"`` with ``rvq_stage="ema"``), ``"lfq"`` (``num_codes = 2**code_dim``,
+    ``entropy_weight``).
     ``codes_per_position`` keeps that many codes at each grid position (the paper's CIFAR-10 latents
     are 8 x 8 x 10; Chapter 07 reads that as 10 codes per position): the encoder outputs
     ``codes_per_position * code_dim`` channels, each ``code_dim`` slice is quantised with the one
@@ -53,8 +62,14 @@ class VQVAEConfig:
     restart_after: int | None = None
     codes_per_position: int = 1
     vq_terms: str = "sum"
+    gradient: str = "straight_through"
+    levels: tuple[int, ...] | None = None  # fsq
+    num_stages: int = 2  # rvq
+    rvq_stage: str = "vq"  # rvq
+    entropy_weight: float = 0.1  # lfq
 
     def __post_init__(self):
+        check_gradient(self.gradient)
         if self.vq_terms not in VQ_TERMS:
             raise ValueError(f"unknown vq_terms {self.vq_terms!r}; expected one of {VQ_TERMS}")
         if self.codes_per_position < 1:
@@ -63,11 +78,29 @@ class VQVAEConfig:
             raise ValueError(f"unknown quantizer {self.quantizer!r}; expected one of {QUANTIZERS}")
         if self.quantizer == "ema" and self.init_scale is not None:
             raise ValueError("init_scale applies to the loss-trained codebook (quantizer='vq') only")
+        if self.quantizer == "fsq":
+            if not self.levels or self.code_dim != len(self.levels) or self.num_codes != math.prod(self.levels):
+                raise ValueError(f"an FSQ config needs levels, code_dim = len(levels) and num_codes = prod(levels); "
+                                 f"got levels={self.levels}, code_dim={self.code_dim}, num_codes={self.num_codes}")
+        elif self.levels is not None:
+            raise ValueError(f"levels apply to quantizer='fsq' only, got quantizer={self.quantizer!r}")
+        if self.quantizer == "lfq" and self.num_codes != 2**self.code_dim:
+            raise ValueError(f"an LFQ config has num_codes = 2**code_dim = {2**self.code_dim}, got {self.num_codes}")
+        if self.quantizer == "rvq" and (self.num_stages < 1 or self.rvq_stage not in ("vq", "ema")):
+            raise ValueError(f"an RVQ config needs num_stages >= 1 and rvq_stage 'vq' or 'ema', "
+                             f"got {self.num_stages}, {self.rvq_stage!r}")
 
 
 def build_quantizer(config: VQVAEConfig) -> nn.Module:
     """The quantiser that ``config`` names."""
-    aids = dict(kmeans_init=config.kmeans_init, restart_after=config.restart_after)
+    aids = dict(kmeans_init=config.kmeans_init, restart_after=config.restart_after, gradient=config.gradient)
+    if config.quantizer == "fsq":
+        return FiniteScalarQuantizer(config.levels)
+    if config.quantizer == "lfq":
+        return LookupFreeQuantizer(config.code_dim, entropy_weight=config.entropy_weight, commitment_weight=config.beta)
+    if config.quantizer == "rvq":
+        return ResidualVectorQuantizer(config.num_stages, config.num_codes, config.code_dim, config.beta,
+                                       quantizer=config.rvq_stage, **aids)
     if config.quantizer == "ema":
         return VectorQuantizerEMA(config.num_codes, config.code_dim, config.beta, config.decay, config.eps, **aids)
     return VectorQuantizer(config.num_codes, config.code_dim, config.beta, init_scale=config.init_scale, **aids)
@@ -116,10 +149,10 @@ class VQVAE(nn.Module):
         mean, log_scale = self.decoder(self._from_codes(q.z_q)).chunk(2, dim=1)
         dims = x[0].numel()
         recon = discretized_logistic_nll(x, mean, log_scale).mean() / dims
-        latents = q.indices[0].numel()
+        latents, positions = q.indices[0].numel(), q.z_q[0, 0].numel()  # they differ for residual VQ: S codes a position
         # Per pixel value, the quantiser's element mean weighs N*D/M when the VQ terms are summed over
-        # the N latents of an image, D/M when they are averaged (VQVAEConfig.vq_terms).
-        vq_weight = (latents if self.config.vq_terms == "sum" else 1) * z_e.shape[1] / dims
+        # the N latent vectors of an image, D/M when they are averaged (VQVAEConfig.vq_terms).
+        vq_weight = (positions if self.config.vq_terms == "sum" else 1) * z_e.shape[1] / dims
         with torch.no_grad():
             nelbo = recon + uniform_prior_nats(latents, self.num_codes) / dims
             mse = (discretized_logistic_mean(mean) - x).pow(2).mean()
@@ -132,17 +165,18 @@ class VQVAE(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, C, H, W)`` in [0, 1] -> code indices ``(B, H/4, W/4 * codes_per_position)`` (int64)."""
+        """Images ``(B, C, H, W)`` in [0, 1] -> code indices ``(B, H/4, W/4 * codes_per_position)`` (int64;
+        ``(B, S, ...)`` for residual VQ's S stages)."""
         check_image(x, self.in_channels)
         z_e = self._to_codes(self.encoder(to_model_range(x)))
-        b, d, h, w = z_e.shape
-        # The nearest code directly, not the quantiser's forward: encoding must never update a codebook.
-        return nearest_code(z_e.permute(0, 2, 3, 1).reshape(-1, d), self.quantizer.codebook).view(b, h, w)
+        # Not the quantiser's forward: encoding must never update a codebook.
+        return self.quantizer.encode_indices(z_e)
 
     @torch.no_grad()
     def decode(self, indices: torch.Tensor) -> torch.Tensor:
-        """Code indices ``(B, h, w * codes_per_position)`` -> the decoder's mean image ``(B, C, 4h, 4w)`` in [0, 1]."""
-        if indices.dim() == 3 and indices.shape[-1] % self.codes_per_position:
+        """Code indices ``(B, h, w * codes_per_position)`` (``(B, S, ...)`` for residual VQ) -> the
+        decoder's mean image ``(B, C, 4h, 4w)`` in [0, 1]."""
+        if indices.dim() in (3, 4) and indices.shape[-1] % self.codes_per_position:
             raise ValueError(f"expected a code grid whose width is a multiple of codes_per_position="
                              f"{self.codes_per_position}, got shape {tuple(indices.shape)}")
         mean, _ = self.decoder(self._from_codes(self.quantizer.lookup(indices))).chunk(2, dim=1)
