@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .nearest import at_least_fp32, autocast_off
-from .quantize import QuantizerOutput, check_z_e, perplexity
+from .quantize import QuantizerOutput, check_indices, check_z_e, perplexity
 
 # The paper's level sets for a codebook of about 2^bits codes (Sec. 4.1), keyed by bits.
 RECOMMENDED_LEVELS = {8: (8, 6, 5), 10: (8, 5, 5, 5), 12: (7, 5, 5, 5, 5), 14: (8, 8, 8, 6, 5), 16: (8, 8, 8, 5, 5, 5)}
@@ -114,9 +114,5 @@ class FiniteScalarQuantizer(nn.Module):
     @torch.no_grad()
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Codes for ``indices: (B, H, W)`` as ``z_q: (B, D, H, W)`` (to decode a prior's samples)."""
-        if not torch.is_tensor(indices) or indices.dtype != torch.int64 or indices.dim() != 3:
-            kind = f"{indices.dtype} {tuple(indices.shape)}" if torch.is_tensor(indices) else type(indices).__name__
-            raise ValueError(f"expected int64 indices of shape (B, H, W), got {kind}")
-        if indices.numel() and (indices.min() < 0 or indices.max() >= self.num_codes):
-            raise ValueError(f"indices must lie in 0..{self.num_codes - 1} (prod(levels) for levels={self.levels})")
+        check_indices(indices, self.num_codes, f" (prod(levels) for levels={self.levels})")
         return self.indices_to_codes(indices)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .nearest import at_least_fp32, autocast_off
-from .quantize import QuantizerOutput, _perplexity_of_counts, check_z_e
+from .quantize import QuantizerOutput, _perplexity_of_counts, check_indices, check_z_e
 
 MAX_EXACT_CODE_DIM = 12  # the exact batch entropy builds an (N, 2^D) matrix: 4096 codes at most
 
@@ -136,9 +136,5 @@ class LookupFreeQuantizer(nn.Module):
     @torch.no_grad()
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Codes for ``indices: (B, H, W)`` as ``z_q: (B, D, H, W)`` in {-1, +1} (to decode a prior's samples)."""
-        if not torch.is_tensor(indices) or indices.dtype != torch.int64 or indices.dim() != 3:
-            kind = f"{indices.dtype} {tuple(indices.shape)}" if torch.is_tensor(indices) else type(indices).__name__
-            raise ValueError(f"expected int64 indices of shape (B, H, W), got {kind}")
-        if indices.numel() and (indices.min() < 0 or indices.max() >= self.num_codes):
-            raise ValueError(f"indices must lie in 0..{self.num_codes - 1} (2^code_dim for code_dim={self.code_dim})")
+        check_indices(indices, self.num_codes, f" (2^code_dim for code_dim={self.code_dim})")
         return self._code_values[index_bits(indices, self.code_dim).long()].movedim(-1, 1)

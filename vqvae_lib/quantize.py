@@ -53,6 +53,16 @@ def check_z_e(z_e: torch.Tensor, code_dim: int) -> None:
         raise ValueError(f"expected at least one encoder vector, got z_e of shape {tuple(z_e.shape)} (an empty batch)")
 
 
+def check_indices(indices: torch.Tensor, num_codes: int, where: str = "") -> None:
+    """Raise a ValueError unless ``indices`` is an int64 ``(B, H, W)`` grid of codes in ``0..num_codes - 1``;
+    ``where`` says where ``num_codes`` comes from (shown in the message)."""
+    if not torch.is_tensor(indices) or indices.dtype != torch.int64 or indices.dim() != 3:
+        kind = f"{indices.dtype} {tuple(indices.shape)}" if torch.is_tensor(indices) else type(indices).__name__
+        raise ValueError(f"expected int64 indices of shape (B, H, W), got {kind}")
+    if indices.numel() and (indices.min() < 0 or indices.max() >= num_codes):
+        raise ValueError(f"indices must lie in 0..{num_codes - 1}{where}")
+
+
 class _CodebookQuantizer(nn.Module):
     """What both quantisers share: nearest-code lookup, the output's gradient, perplexity, the
     interface every quantiser of the book has (``num_codes``, ``code_dim``, ``bits``,
