@@ -126,7 +126,8 @@ def test_a_model_key_hashes_only_the_code_it_depends_on():
     code = key_of(small_vqvae())["code"]
     assert {"vqvae_lib.vqvae", "vqvae_lib.quantize", "vqvae_lib.nn", "vqvae_lib.kmeans", "vqvae_lib.nearest",
             "vqvae_lib.likelihood", "vqvae_lib.metrics", "vqvae_lib.train", "vqvae_lib.checkpoint",
-            "vqvae_lib.data", "vqvae_lib.rotation", "vqvae_lib.fsq", "vqvae_lib.lfq", "vqvae_lib.residual"} == set(code)
+            "vqvae_lib.data", "vqvae_lib.rotation", "vqvae_lib.fsq", "vqvae_lib.lfq", "vqvae_lib.residual",
+            "vqvae_lib.distributed"} == set(code)
 
 
 def test_a_model_without_a_config_dataclass_is_refused():

@@ -24,7 +24,10 @@ Layers (imports go downward only; ``tests/test_layers.py`` checks it against :da
 3. ``train`` (the one training loop), ``checkpoint`` (the cache of trained models, keyed by run),
    ``importance`` (the importance-weighted bound), ``second_stage`` (a learned prior's bound for
    every discrete model), ``plot`` (figures), ``probe`` (linear probes of codes, and the log-mel
-   classifiers that score converted speech).
+   classifiers that score converted speech);
+4. ``cli``: every model from the command line, ``python -m vqvae_lib.train`` or ``vqvae-train``, in one
+   process or under torchrun (DDP). ``distributed`` (layer 1) holds the few ``torch.distributed``
+   calls with which the quantisers keep their codebooks equal across processes.
 
 **Random numbers, one rule.** Every public function that draws random numbers for the reader
 (sampling, k-means seeding, noise, importance samples) takes ``generator=None``. ``None`` means the
@@ -44,5 +47,7 @@ LAYERS = {
     "fsdd": 1, "audio": 1,
     "vae": 2, "discrete": 2, "kmeans": 2, "quantize": 2, "vqvae": 2, "prior": 2, "pixel_decoder": 2,
     "vqvae1d": 2, "prior1d": 2, "rotation": 2, "fsq": 2, "lfq": 2, "residual": 2, "vqvae2": 2,
+    "distributed": 1,
     "train": 3, "checkpoint": 3, "importance": 3, "second_stage": 3, "plot": 3, "probe": 3,
+    "cli": 4,
 }

@@ -166,13 +166,15 @@ def _set_rng_state(state: dict, device: torch.device, loader) -> None:
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, history: History, key: dict | None = None,
-                    rng: dict | None = None) -> None:
-    """Save weights (parameters and buffers), history, key and RNG states; written to a temporary
-    name and renamed, never half-written."""
+                    rng: dict | None = None, extra: dict | None = None) -> None:
+    """Save weights (parameters and buffers), history, key, RNG states and ``extra`` entries (the
+    command line's optimiser state and config); written to a temporary name and renamed, never
+    half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(path.suffix + ".partial")
-    torch.save({"model": model.state_dict(), "history": asdict(history), "key": _plain(key), "rng": rng}, partial)
+    state = {"model": model.state_dict(), "history": asdict(history), "key": _plain(key), "rng": rng}
+    torch.save({**(extra or {}), **state}, partial)
     partial.replace(path)
 
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .distributed import all_reduce_sum_, broadcast_, gather_rows, is_distributed
 from .kmeans import kmeans
 from .nearest import at_least_fp32, nearest_code
 from .rotation import check_gradient, rotate_to
@@ -79,6 +80,13 @@ class _CodebookQuantizer(nn.Module):
 
     ``gradient`` is how the output passes the gradient to z_e: ``"straight_through"`` (paper Sec. 3.1,
     the default) or ``"rotation"`` (the rotation trick, rotation.py). The value and the loss are the same.
+
+    Under ``torch.distributed`` (DDP, distributed.py), while ``sync`` is True (the default), a training
+    forward keeps the codebook's state equal on every rank: the code counts n_i are summed over all
+    ranks before they drive the perplexity, the idle counts and (EMA) the update, and k-means
+    initialisation and restarts draw from all ranks' encoder outputs, with rank 0's result broadcast.
+    So 2 ranks with half a batch each train like one process with the whole batch. ``sync = False``
+    shows what happens without it: each rank's codebook follows its own data and they drift apart.
     """
 
     def __init__(self, num_codes: int, code_dim: int, beta: float, kmeans_init: bool, restart_after: int | None,
@@ -91,6 +99,7 @@ class _CodebookQuantizer(nn.Module):
             raise ValueError(f"restart_after must be a positive number of batches or None, got {restart_after}")
         self.num_codes, self.code_dim, self.beta = num_codes, code_dim, beta
         self.kmeans_init, self.restart_after, self.gradient = kmeans_init, restart_after, gradient
+        self.sync = True
         self.register_buffer("initialised", torch.tensor(not kmeans_init))
         self.register_buffer("idle_steps", torch.zeros(num_codes, dtype=torch.int64))
 
@@ -109,27 +118,47 @@ class _CodebookQuantizer(nn.Module):
         # coordinate; at lr = 2e-4 that is far below the distances between codes, so we leave it.
         self.codebook.data[which] = vectors.to(self.codebook.dtype)
 
+    def _synced(self) -> bool:
+        return self.sync and is_distributed()
+
+    def _global_counts(self, indices: torch.Tensor) -> torch.Tensor:
+        """n_i: how many encoder vectors chose each code, over all ranks when synchronised."""
+        counts = torch.bincount(indices, minlength=self.num_codes)
+        return all_reduce_sum_(counts) if self._synced() else counts
+
+    def _pool_and_agree(self, flat: torch.Tensor, draw) -> torch.Tensor:
+        """``draw(pool)`` on the encoder outputs of all ranks (this rank's alone when not
+        synchronised); every rank draws, so their random streams stay in step, and rank 0's draw wins."""
+        if not self._synced():
+            return draw(flat)
+        return broadcast_(draw(gather_rows(flat)).contiguous())
+
     @torch.no_grad()
     def _maintain(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor):
         """k-means initialisation, idle counts and dead-code restarts (training mode only); returns
         the indices and their counts, recomputed if the codebook changed."""
         if not self.initialised:
-            if len(flat) < self.num_codes:
-                raise ValueError(f"kmeans_init needs a first batch of at least num_codes={self.num_codes} "
-                                 f"encoder vectors, got {len(flat)}: use a larger batch")
-            codebook, _, _ = kmeans(at_least_fp32(flat), self.num_codes, iters=10)
-            self._set_codes(torch.arange(self.num_codes, device=flat.device), codebook)
+            def kmeans_codebook(pool):
+                if len(pool) < self.num_codes:
+                    raise ValueError(f"kmeans_init needs a first batch of at least num_codes={self.num_codes} "
+                                     f"encoder vectors, got {len(pool)}: use a larger batch")
+                return kmeans(at_least_fp32(pool), self.num_codes, iters=10)[0]
+
+            self._set_codes(torch.arange(self.num_codes, device=flat.device), self._pool_and_agree(flat, kmeans_codebook))
             self.initialised.fill_(True)
             indices = nearest_code(flat, self.codebook)
-            return indices, torch.bincount(indices, minlength=self.num_codes)
+            return indices, self._global_counts(indices)
         self.idle_steps.add_(1).masked_fill_(counts > 0, 0)
         if self.restart_after is None:
             return indices, counts
-        dead = (self.idle_steps >= self.restart_after).nonzero().flatten()
+        dead = (self.idle_steps >= self.restart_after).nonzero().flatten()  # the same on every rank
         if len(dead):
-            donors = torch.randperm(len(flat), device=flat.device)[: len(dead)]  # without replacement
-            dead = dead[: len(donors)]
-            self._set_codes(dead, flat[donors])
+            def donors(pool):  # drawn without replacement: two dead codes never restart on one vector
+                return pool[torch.randperm(len(pool), device=pool.device)[: len(dead)]]
+
+            vectors = self._pool_and_agree(flat, donors)
+            dead = dead[: len(vectors)]
+            self._set_codes(dead, vectors)
             self.idle_steps[dead] = 0
         return indices, counts
 
@@ -138,9 +167,10 @@ class _CodebookQuantizer(nn.Module):
         b, d, h, w = z_e.shape
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, d)  # (N, D), N = B*H*W
         indices = nearest_code(flat, self.codebook)
-        counts = torch.bincount(indices, minlength=self.num_codes)
         if self.training:
-            indices, counts = self._maintain(flat.detach(), indices, counts)
+            indices, counts = self._maintain(flat.detach(), indices, self._global_counts(indices))
+        else:
+            counts = torch.bincount(indices, minlength=self.num_codes)
         return flat, indices, counts, (b, d, h, w)
 
     def _output(self, flat, e, indices, counts, shape, loss) -> QuantizerOutput:
@@ -243,11 +273,14 @@ class VectorQuantizerEMA(_CodebookQuantizer):
     @torch.no_grad()
     def ema_update(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor | None = None) -> None:
         """One step of App. A.1 for encoder vectors ``flat: (N, D)`` assigned to ``indices: (N,)``
-        (``counts``, the n_i, are computed from ``indices`` unless given)."""
+        (``counts``, the n_i over all ranks, are computed from ``indices`` unless given). Under DDP the
+        sums are taken over all ranks' vectors, so every rank makes the same step."""
         flat = flat.to(self.code_sum.dtype)
         if counts is None:
-            counts = torch.bincount(indices, minlength=self.num_codes)
+            counts = self._global_counts(indices)
         sums = torch.zeros_like(self.code_sum).index_add_(0, indices, flat)  # sum_j z_{i,j}
+        if self._synced():
+            all_reduce_sum_(sums)
         self.cluster_size.mul_(self.decay).add_(counts.to(self.cluster_size.dtype), alpha=1 - self.decay)
         self.code_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         total = self.cluster_size.sum()

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from .distributed import broadcast_, is_distributed
 from .quantize import QuantizerOutput, VectorQuantizer, VectorQuantizerEMA, check_z_e, perplexity
 from .rotation import check_gradient, rotate_to
 
@@ -70,7 +71,10 @@ class ResidualVectorQuantizer(nn.Module):
         check_z_e(z_e, self.code_dim)
         used = self.num_stages
         if self.dropout and self.training:
-            used = int(torch.randint(1, self.num_stages + 1, ()))
+            used = torch.randint(1, self.num_stages + 1, (1,))
+            if is_distributed():  # every rank must run the same stages, or their collectives wait forever
+                used = broadcast_(used.to(z_e.device))
+            used = int(used)
         residual, total, loss = z_e, torch.zeros_like(z_e), 0.0
         indices, perplexities = [], []
         for stage in self.stages[:used]:

@@ -5,6 +5,10 @@ minimise; every other entry (a scalar tensor) is logged. A model with ``conditio
 class-conditional prior) is called as ``loss(x, y)`` with the batch's labels. The loop is
 device-agnostic (it follows the model's parameters), shows a tqdm bar, records a history, and uses
 mixed precision only on CUDA. Caching a trained model is :mod:`vqvae_lib.checkpoint`'s job.
+
+Under DDP (``python -m vqvae_lib.train`` launched by torchrun, :mod:`vqvae_lib.cli`) every rank runs
+this loop on its share of the data; only rank 0 shows the bar and prints, and a loader whose sampler
+has ``set_epoch`` (a ``DistributedSampler``) is told each epoch, so it reshuffles.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
+
+from .distributed import rank
 
 
 @dataclass
@@ -98,11 +104,18 @@ def fit(
     test_loader=None,
     optimizer: torch.optim.Optimizer | None = None,
     desc: str = "train",
+    amp: bool | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    history: History | None = None,
+    after_epoch=None,
 ) -> History:
     """Train ``model`` for ``epochs`` passes with Adam at ``lr`` (or with ``optimizer``, then ``lr`` is unused).
 
     Evaluates on ``test_loader`` after every epoch and prints one line per epoch; the tqdm bar is
     transient, the printed lines and the returned :class:`History` are the record.
+    ``amp`` turns fp16 mixed precision on or off (None: on exactly when the model is on CUDA).
+    To resume, pass the saved ``history`` (training continues after its last epoch), ``optimizer``
+    and ``scaler``; ``after_epoch(epoch, history)`` runs after each epoch (the CLI saves there).
     """
     if epochs < 1 or len(train_loader) == 0:
         raise ValueError(f"need at least one epoch and one batch, got epochs={epochs}, batches={len(train_loader)}")
@@ -110,12 +123,20 @@ def fit(
         raise ValueError("give lr (for the default Adam) or an optimizer")
     device = model_device(model)
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    history, step, start = History(), 0, time.perf_counter()
+    use_amp = device.type == "cuda" if amp is None else amp
+    if use_amp and device.type != "cuda":
+        raise ValueError(f"amp (fp16 autocast with a GradScaler) needs a CUDA model, this one is on {device.type}")
+    scaler = scaler or torch.amp.GradScaler("cuda", enabled=use_amp)
+    history = history or History()
+    done = len(history.train) // len(train_loader)  # whole epochs already trained
+    step, start, seconds_before = len(history.train), time.perf_counter(), history.seconds
+    main = rank() == 0
     model.train()
-    bar = tqdm(total=epochs * len(train_loader), desc=desc, leave=False, disable=progress_bars_disabled())
-    for epoch in range(1, epochs + 1):
+    bar = tqdm(total=(epochs - done) * len(train_loader), desc=desc, leave=False,
+               disable=progress_bars_disabled() or not main)
+    for epoch in range(done + 1, epochs + 1):
+        if hasattr(getattr(train_loader, "sampler", None), "set_epoch"):
+            train_loader.sampler.set_epoch(epoch)
         for batch in train_loader:
             with torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext():
                 out, _ = _batch_loss(model, batch, device)
@@ -133,7 +154,16 @@ def fit(
             test = evaluate(model, test_loader)
             history.test.append({"step": step, "epoch": epoch, **test})
             line += f"  test loss {test['loss']:.4f}"
-        print(f"{line}  ({time.perf_counter() - start:.0f} s)")
+        history.seconds = seconds_before + time.perf_counter() - start
+        if main:
+            print(f"{line}  ({history.seconds:.0f} s)")
+        if after_epoch is not None:
+            after_epoch(epoch, history)
     bar.close()
-    history.seconds = time.perf_counter() - start
     return history
+
+
+if __name__ == "__main__":  # python -m vqvae_lib.train: the command line, which sits above this loop (cli.py)
+    import importlib
+
+    importlib.import_module("vqvae_lib.cli").main()
