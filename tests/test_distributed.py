@@ -56,15 +56,17 @@ def _train(config: VQVAEConfig, rank: int = 0, world_size: int = 1, sync: bool =
         trained = DistributedLoss(model, torch.device("cpu")) if world_size > 1 else model
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     share = BATCH // world_size
-    restarts = 0
+    restarts, perplexities = 0, []
     for x in _batches():
         idle_before = model.quantizer.idle_steps.clone()
-        loss = trained.loss(x[rank * share:(rank + 1) * share])["loss"]
+        out = trained.loss(x[rank * share:(rank + 1) * share])
+        loss, perplexities = out["loss"], [*perplexities, out["perplexity"].item()]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         restarts += int(((idle_before + 1 >= config.restart_after) & (model.quantizer.idle_steps == 0)).sum())
     return {"state": {k: v.detach().clone() for k, v in model.state_dict().items()}, "restarts": restarts,
+            "perplexities": perplexities, "dead": model.quantizer.dead_codes(idle_for=2),
             "warnings": [str(w.message) for w in caught]}
 
 
@@ -103,6 +105,10 @@ def test_ddp_equals_one_process(name, one_process, two_ranks):
         for key, value in reference["state"].items():
             torch.testing.assert_close(result[True][name]["state"][key], value, atol=ATOL, rtol=RTOL,
                                        msg=lambda m: f"rank {rank}, {name}, {key}: {m}")
+    for result in two_ranks:  # the perplexity and the dead codes are the whole batch's, on every rank
+        # (a code choice near a tie may flip with the last bits of the weights: 1e-3 relative here)
+        assert result[True][name]["perplexities"] == pytest.approx(reference["perplexities"], rel=5e-3)
+        assert result[True][name]["dead"] == reference["dead"]
     assert two_ranks[0][True][name]["warnings"] == []  # no broadcast_buffers deprecation warning for notebooks
     # The two ranks agree with each other exactly: they reduce to the same numbers.
     for key, value in two_ranks[0][True][name]["state"].items():
@@ -200,6 +206,8 @@ def test_cli_rejects_bad_settings(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "world_size", lambda: 2)
     with pytest.raises(SystemExit, match="multiple of the 2 processes"):
         _cli(tmp_path, "bad", "--batch-size", "33")
+    with pytest.raises(SystemExit, match="add --set in_channels=1"):
+        _cli(tmp_path, "bad", "--set", "in_channels=3")
     with pytest.raises(SystemExit, match="--codes FILE"):
         cli_main(["prior", "--checkpoint-dir", str(tmp_path)])
 

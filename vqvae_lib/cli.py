@@ -143,6 +143,11 @@ def _train_dataset(args, config):
         dataset = TensorDataset(*tensors)
     else:
         dataset = load_dataset(args.dataset, "train")
+        image = dataset[0][0]
+        for name, value in (("in_channels", image.shape[0]), ("image_size", image.shape[-1])):
+            if getattr(config, name, value) != value:
+                raise SystemExit(f"{args.dataset} has {name} = {value}, the config {getattr(config, name)}: "
+                                 f"add --set {name}={value}")
     if args.train_size is not None:
         if not 0 < args.train_size <= len(dataset):
             raise SystemExit(f"--train-size must be in 1..{len(dataset)}, got {args.train_size}")
