@@ -19,6 +19,7 @@ import ast
 import math
 import os
 import sys
+import warnings
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -60,6 +61,9 @@ class DistributedLoss(nn.Module):
 
         self.model = model
         ids = [device.index] if device.type == "cuda" else None
+        # A 1x1 convolution's weight gradient can come back with other strides on its size-1 dims
+        # than DDP's bucket: the same memory layout, so the reducer's warning about it says nothing.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         self.ddp = DistributedDataParallel(self._LossForward(model), device_ids=ids, **ddp_options())
 
     @property
