@@ -76,6 +76,21 @@ class DistributedLoss(nn.Module):
         return self.model.loss(*args)
 
 
+class Float64Inputs(nn.Module):
+    """``model`` in float64: its floating-point inputs are cast, integer ones (codes, labels) kept."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model.double()
+
+    @property
+    def conditional(self) -> bool:
+        return getattr(self.model, "conditional", False)
+
+    def loss(self, *args):
+        return self.model.loss(*(a.double() if a.is_floating_point() else a for a in args))
+
+
 class _FirstSamples(torch.utils.data.Sampler):
     """The first ``n`` indices of each epoch of ``sampler`` (for ``--steps``), keeping ``set_epoch``."""
 
@@ -127,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="fp16 mixed precision (default: on with CUDA)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--float64", action="store_true",
+                   help="train in double precision: slow, for checking numerics (DDP against one process)")
     p.add_argument("--checkpoint-dir", type=Path, default=Path("checkpoints"))
     p.add_argument("--name", help="checkpoint file name without .pt (default: the model)")
     p.add_argument("--resume", action="store_true", help="continue from <checkpoint-dir>/<name>.pt")
@@ -222,6 +239,7 @@ def _run(args, config, model_cls, device: torch.device) -> None:
     path = args.checkpoint_dir / f"{args.name or args.model}.pt"
     set_seed(args.seed)  # the same initial weights on every rank
     model = model_cls(config).to(device)
+    trained = Float64Inputs(model) if args.float64 else model
     loader = _loader(_train_dataset(args, config), args)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     amp = device.type == "cuda" if args.amp is None else args.amp
@@ -239,7 +257,8 @@ def _run(args, config, model_cls, device: torch.device) -> None:
         torch.set_rng_state(rng["cpu"])
         if "cuda" in rng and device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], device)
-    trained = DistributedLoss(model, device) if world_size() > 1 else model
+    if world_size() > 1:
+        trained = DistributedLoss(trained, device)
 
     def save(epoch: int, hist: History) -> None:
         if main_rank:
