@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(args, config, model_cls, device: torch.device) -> None:
+    if args.export_codes is not None and args.model != "vqvae":
+        raise SystemExit("--export-codes applies to the vqvae model")
     main_rank = rank() == 0
     path = args.checkpoint_dir / f"{args.name or args.model}.pt"
     set_seed(args.seed)  # the same initial weights on every rank
@@ -276,8 +278,6 @@ def _run(args, config, model_cls, device: torch.device) -> None:
     if main_rank:
         print(f"saved {path} ({len(history.train)} steps, {history.seconds:.0f} s)")
     if args.export_codes is not None and main_rank:
-        if args.model != "vqvae":
-            raise SystemExit("--export-codes applies to the vqvae model")
         images = DataLoader(_train_dataset(args, config), batch_size=512)
         codes = encode_dataset(model.eval().encode, images, device)
         args.export_codes.parent.mkdir(parents=True, exist_ok=True)

@@ -197,10 +197,7 @@ class _CodebookQuantizer(nn.Module):
     @torch.no_grad()
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Codes for ``indices: (B, H, W)`` as ``z_q: (B, D, H, W)`` (to decode a prior's samples)."""
-        if indices.dtype != torch.int64 or indices.dim() != 3:
-            raise ValueError(f"expected int64 indices of shape (B, H, W), got {indices.dtype} {tuple(indices.shape)}")
-        if indices.numel() and (indices.min() < 0 or indices.max() >= self.num_codes):
-            raise ValueError(f"indices must lie in 0..{self.num_codes - 1}")
+        check_indices(indices, self.num_codes)
         return F.embedding(indices, self.codebook).permute(0, 3, 1, 2)
 
 
