@@ -65,3 +65,19 @@ def test_kmeans_plus_plus_draws_on_the_data_device():
     x = torch.randn(256, 4, device=CUDA)
     codebook, indices, errors = kmeans(x, 8, iters=3, generator=torch.Generator(device=CUDA).manual_seed(0))
     assert codebook.device.type == "cuda" and errors[-1] <= errors[0]
+
+
+def test_a_cached_checkpoint_loads_on_the_gpu_and_restores_the_rng_state(tmp_path, monkeypatch):
+    """A cache hit sets the saved RNG states, which torch accepts only as CPU byte tensors (issue 23)."""
+    from vqvae_lib.checkpoint import load_or_fit
+
+    monkeypatch.setenv("VQVAE_CHECKPOINTS", str(tmp_path))
+    data = DataLoader(TensorDataset(images(32), torch.zeros(32)), batch_size=16, shuffle=True,
+                      generator=torch.Generator().manual_seed(0))
+    draws = []
+    for _ in range(2):  # a miss, then a hit
+        torch.manual_seed(0)
+        model = VQVAE(VQVAEConfig(num_codes=16, code_dim=8, **SMALL)).to(CUDA)
+        load_or_fit(model, "gpu", data, epochs=1, lr=1e-3)
+        draws.append((torch.rand(3, device=CUDA).cpu(), torch.rand(3)))
+    assert all(torch.equal(a, b) for a, b in zip(*draws))

@@ -22,6 +22,7 @@ import ast
 import hashlib
 import json
 import os
+import tempfile
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
@@ -165,25 +166,63 @@ def _set_rng_state(state: dict, device: torch.device, loader) -> None:
         loader.generator.set_state(state["loader"])
 
 
+def check_writable(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and prove a file can be written there, so that a run fails before
+    training rather than after it; raises a ValueError that names the folder."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ValueError(f"cannot write checkpoints to {folder} ({err.strerror or err}); choose a writable "
+                         "folder, e.g. set VQVAE_CHECKPOINTS or --checkpoint-dir") from err
+    return folder
+
+
 def save_checkpoint(path: str | Path, model: torch.nn.Module, history: History, key: dict | None = None,
                     rng: dict | None = None, extra: dict | None = None) -> None:
     """Save weights (parameters and buffers), history, key, RNG states and ``extra`` entries (the
-    command line's optimiser state and config); written to a temporary name and renamed, never
-    half-written."""
+    command line's optimiser state and config). The file is written under a temporary name of its
+    own in the same folder and then renamed, so a reader never sees it half-written and two writers
+    of the same path never share a temporary file (the last rename wins, whole)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".partial")
+    check_writable(path.parent)
     state = {"model": model.state_dict(), "history": asdict(history), "key": _plain(key), "rng": rng}
-    torch.save({**(extra or {}), **state}, partial)
-    partial.replace(path)
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save({**(extra or {}), **state}, file)
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The saved dict of a checkpoint file, every tensor on the CPU (weights are moved to a model's
+    device when loaded into it; RNG states must stay CPU byte tensors). A file that is not a whole
+    checkpoint raises a ValueError that names it and says to delete it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # a truncated zip, a pickle of something else, garbage: torch's errors vary
+        raise ValueError(f"checkpoint {path} cannot be read ({type(err).__name__}: {str(err)[:120]}); "
+                         "it is damaged or not a checkpoint: delete it to retrain") from err
+    if not isinstance(state, dict) or not {"model", "history"} <= set(state):
+        raise ValueError(f"checkpoint {path} is not a checkpoint of this library (no weights and history in it); "
+                         "delete it to retrain")
+    return state
 
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module, key: dict | None = None) -> tuple[History, dict | None]:
-    """Load weights into ``model`` (onto its device); returns the history and the saved RNG states.
+    """Load weights into ``model`` (onto its device, whatever device saved them); returns the history
+    and the saved RNG states (CPU tensors, as ``torch.set_rng_state`` requires).
 
     With ``key``, the key stored in the file must equal it, or a ValueError names what differs.
     """
-    state = torch.load(path, map_location=model_device(model), weights_only=True)
+    state = read_checkpoint(path)
     key, stored = _plain(key), state.get("key") or {}
     if key is not None and stored != key:
         differ = sorted(k for k in set(key) | set(stored) if stored.get(k) != key.get(k))
@@ -217,6 +256,7 @@ def load_or_fit(
             _set_rng_state(rng, device, train_loader)
         print(f"loaded cached checkpoint {path.name} (trained in {history.seconds:.0f} s)")
         return history
+    check_writable(path.parent)  # before training, not after it
     torch.manual_seed(seed)
     if getattr(train_loader, "generator", None) is not None:
         train_loader.generator.manual_seed(seed)
