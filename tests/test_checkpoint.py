@@ -176,3 +176,24 @@ def test_loading_under_a_different_key_names_what_differs(tmp_path):
     checkpoint.load_checkpoint(path, Noisy(), key)
     with pytest.raises(ValueError, match=r"different run .*'train'"):
         checkpoint.load_checkpoint(path, Noisy(), key_of(model, lr=0.1))
+
+
+@pytest.mark.parametrize("setting", ["normalize", "sync"])
+def test_settings_once_set_by_hand_are_config_fields_the_key_sees(setting):
+    """NVIL's normalisation and the quantiser's DDP sync used to be attributes set after building."""
+    torch.manual_seed(0)
+    if setting == "normalize":
+        make = lambda **kw: CategoricalVAE(CategoricalVAEConfig("nvil", num_classes=4, hidden=8, res_hidden=4, **kw))
+        base, other = make(), make(normalize=False)
+    else:
+        base, other = small_vqvae(), small_vqvae(sync=False)
+    other.load_state_dict(base.state_dict())
+    assert checkpoint.checkpoint_path("m", key_of(base)) != checkpoint.checkpoint_path("m", key_of(other))
+
+
+def test_a_categorical_vae_refuses_settings_set_after_building():
+    model = CategoricalVAE(CategoricalVAEConfig("nvil", num_classes=4, hidden=8, res_hidden=4))
+    with pytest.raises(AttributeError):
+        model.estimator = "vimco"
+    with pytest.raises(AttributeError):
+        model.normalize = False

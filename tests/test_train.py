@@ -102,3 +102,22 @@ def test_fit_passes_tqdms_disable_switch_to_the_bar_by_hand(monkeypatch, env, di
     monkeypatch.setattr(train, "tqdm", Recorder)
     train.fit(Quadratic(), loader(), epochs=1, lr=0.1)
     assert len(bars) == 1 and bars[0].get("disable") is disabled
+
+
+def test_bf16_autocast_trains_and_keeps_the_ema_codebook_fp32():
+    from vqvae_lib.vqvae import VQVAE, VQVAEConfig
+
+    torch.manual_seed(0)
+    model = VQVAE(VQVAEConfig(num_codes=16, code_dim=4, hidden=8, res_hidden=4, quantizer="ema"))
+    x = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.zeros(64)), batch_size=16)
+    history = train.fit(model, loader, epochs=3, lr=3e-3, amp="bf16")
+    assert history.train[-1]["loss"] < history.train[0]["loss"]
+    assert model.quantizer.codebook.dtype == torch.float32
+
+
+@pytest.mark.parametrize("amp, message", [("fp16", "needs a CUDA model.*bf16"), (True, "needs a CUDA model"),
+                                          ("fp8", "amp must be"), (1, "amp must be")])
+def test_an_amp_this_device_cannot_do_is_refused(amp, message):
+    with pytest.raises(ValueError, match=message):
+        train.autocast_dtype(amp, torch.device("cpu"))

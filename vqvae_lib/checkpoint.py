@@ -2,7 +2,8 @@
 
 ``load_or_fit`` trains a model once and afterwards loads it. Its key is the *run*:
 
-- the model's class and its config dataclass (``model.config``: sizes, beta, decay, ...);
+- the model's class and its config dataclass (``model.config``: sizes, beta, decay, ...; only the
+  fields that act, where the config says which with ``acting_fields()``);
 - a fingerprint of its initial weights and buffers (so the seed before building it counts);
 - the training settings: epochs, learning rate, seed, device type;
 - the data: which dataset, which subset (a hash of the indices), batch size, shuffling;
@@ -131,7 +132,7 @@ def run_key(model: torch.nn.Module, train_loader, *, epochs: int, lr: float, see
     code = {name: code_fingerprint(_read_source(name)) for name in _closure(modules | set(_ALWAYS))}
     return {
         "model": f"{type(model).__module__}.{type(model).__qualname__}",
-        "config": asdict(config),
+        "config": config.acting_fields() if hasattr(config, "acting_fields") else asdict(config),
         "initial_state": _state_fingerprint(model),
         "train": {"epochs": epochs, "lr": lr, "seed": seed, "device": model_device(model).type},
         "train_data": _loader_fingerprint(train_loader),

@@ -37,7 +37,8 @@ class CategoricalVAEConfig:
     """Everything that defines a categorical VAE before training (the checkpoint cache keys on it).
 
     ``num_samples`` is VIMCO's S; ``tau0``, ``tau_min`` and ``anneal_rate`` the Gumbel-softmax schedule
-    (eq. 2.13); ``baseline_hidden`` and ``momentum`` NVIL's baseline network and running statistics.
+    (eq. 2.13); ``baseline_hidden`` and ``momentum`` NVIL's baseline network and running statistics,
+    ``normalize`` whether NVIL divides its learning signal by their running deviation.
     """
 
     estimator: str = "gumbel"
@@ -53,6 +54,7 @@ class CategoricalVAEConfig:
     anneal_rate: float = 1e-5
     baseline_hidden: int = 100
     momentum: float = 0.8
+    normalize: bool = True  # NVIL's variance normalisation; False to compare raw gradients
 
     def __post_init__(self):
         if self.estimator not in ESTIMATORS:
@@ -88,11 +90,6 @@ class CategoricalVAE(nn.Module):
     def __init__(self, config: CategoricalVAEConfig | None = None):
         super().__init__()
         self.config = c = config or CategoricalVAEConfig()
-        self.estimator, self.num_samples, self.momentum = c.estimator, c.num_samples, c.momentum
-        self.in_channels, self.image_size = c.in_channels, c.image_size
-        self.latent_channels, self.num_classes = c.latent_channels, c.num_classes
-        self.tau0, self.tau_min, self.anneal_rate = c.tau0, c.tau_min, c.anneal_rate
-        self.normalize = True  # NVIL's variance normalisation; set False to compare raw gradients
         self.encoder = Encoder(c.in_channels, c.latent_channels * c.num_classes, c.hidden, c.res_hidden)
         self.decoder = Decoder(c.latent_channels * c.num_classes, 2 * c.in_channels, c.hidden, c.res_hidden)
         if c.estimator == "nvil":  # C_psi(x): an MLP with one hidden layer of tanh units (Mnih & Gregor 2014)
@@ -213,3 +210,15 @@ class CategoricalVAE(nn.Module):
         if mean_only:
             return discretized_logistic_mean(mean)
         return discretized_logistic_sample(mean, log_scale, generator)
+
+
+def _config_view(name: str) -> property:
+    return property(lambda self: getattr(self.config, name),
+                    doc=f"``config.{name}``, read-only: a setting lives in the config alone, so the checkpoint key sees it")
+
+
+# The model reads its settings through these views; to run it with other settings, give it another
+# config (``model.config = dataclasses.replace(model.config, estimator=...)``), never an attribute.
+for _name in ("estimator", "num_samples", "momentum", "in_channels", "image_size", "latent_channels", "num_classes",
+              "tau0", "tau_min", "anneal_rate", "normalize"):
+    setattr(CategoricalVAE, _name, _config_view(_name))

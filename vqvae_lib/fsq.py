@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .nearest import at_least_fp32, autocast_off
-from .quantize import QuantizerOutput, check_indices, check_z_e, perplexity
+from .quantize import QuantizerOutput, check_indices, check_no_nan, check_z_e, perplexity
 
 # The paper's level sets for a codebook of about 2^bits codes (Sec. 4.1), keyed by bits.
 RECOMMENDED_LEVELS = {8: (8, 6, 5), 10: (8, 5, 5, 5), 12: (7, 5, 5, 5, 5), 14: (8, 8, 8, 6, 5), 16: (8, 8, 8, 5, 5, 5)}
@@ -79,6 +79,7 @@ class FiniteScalarQuantizer(nn.Module):
             raise ValueError(f"expected z_e with {self.code_dim} channels (one per FSQ level, levels="
                              f"{self.levels}), got {z_e.shape[1]}")
         check_z_e(z_e, self.code_dim)
+        check_no_nan(z_e, "FSQ")
         with autocast_off(z_e.device):
             bounded = self.bound(at_least_fp32(z_e).permute(0, 2, 3, 1))
             rounded = bounded + (torch.round(bounded) - bounded).detach()  # straight-through round

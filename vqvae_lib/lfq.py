@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .nearest import at_least_fp32, autocast_off
-from .quantize import QuantizerOutput, _perplexity_of_counts, check_indices, check_z_e
+from .quantize import QuantizerOutput, check_indices, check_no_nan, check_z_e, perplexity_of_counts
 
 MAX_EXACT_CODE_DIM = 12  # the exact batch entropy builds an (N, 2^D) matrix: 4096 codes at most
 
@@ -108,6 +108,7 @@ class LookupFreeQuantizer(nn.Module):
             raise ValueError(f"expected z_e with {self.code_dim} channels (one per bit, code_dim={self.code_dim}), "
                              f"got {z_e.shape[1]}")
         check_z_e(z_e, self.code_dim)
+        check_no_nan(z_e, "LFQ")
 
     def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
         """``z_e: (B, D, H, W)`` -> signs ``z_q`` (same shape), indices (B, H, W), the loss above."""
@@ -125,7 +126,7 @@ class LookupFreeQuantizer(nn.Module):
         # counts of the codes that occur: the same perplexity as bincount over all 2^D codes, without them
         counts = torch.unique(indices, return_counts=True)[1]
         return QuantizerOutput(z_q=z_q.view(b, h, w, d).permute(0, 3, 1, 2), loss=loss,
-                               indices=indices.view(b, h, w), perplexity=_perplexity_of_counts(counts))
+                               indices=indices.view(b, h, w), perplexity=perplexity_of_counts(counts))
 
     @torch.no_grad()
     def encode_indices(self, z_e: torch.Tensor) -> torch.Tensor:

@@ -29,15 +29,17 @@ def perplexity(indices: torch.Tensor, num_codes: int) -> torch.Tensor:
     """``exp(-sum_k p_k log p_k)`` for the code frequencies ``p_k`` in ``indices``.
 
     It is the number of equally used codes that would give the same entropy: 1 when every vector
-    takes the same code, ``num_codes`` when all are used equally. An empty ``indices`` has no code
-    frequencies, so it raises a ValueError rather than return NaN.
+    takes the same code, ``num_codes`` when all are used equally. Only the codes that occur are
+    counted (unused codes add 0 log 0 = 0), so memory does not grow with ``num_codes``. An empty
+    ``indices`` has no code frequencies, so it raises a ValueError rather than return NaN.
     """
     if indices.numel() == 0:
         raise ValueError("perplexity needs at least one code index; got an empty tensor")
-    return _perplexity_of_counts(torch.bincount(indices.flatten(), minlength=num_codes))
+    return perplexity_of_counts(torch.unique(indices, return_counts=True)[1])
 
 
-def _perplexity_of_counts(counts: torch.Tensor) -> torch.Tensor:
+def perplexity_of_counts(counts: torch.Tensor) -> torch.Tensor:
+    """``exp(-sum_k p_k log p_k)`` with ``p_k = counts_k / sum(counts)``; zero counts contribute nothing."""
     p = counts.float() / counts.sum()
     return torch.exp(-torch.sum(p * torch.log(p.clamp(min=1e-12))))
 
@@ -52,6 +54,13 @@ def check_z_e(z_e: torch.Tensor, code_dim: int) -> None:
                          f"got {tuple(z_e.shape)}")
     if z_e.numel() == 0:
         raise ValueError(f"expected at least one encoder vector, got z_e of shape {tuple(z_e.shape)} (an empty batch)")
+
+
+def check_no_nan(z_e: torch.Tensor, quantizer: str) -> None:
+    """Raise a ValueError if ``z_e`` holds a NaN, which ``quantizer`` cannot map to any code."""
+    if torch.isnan(z_e).any():
+        raise ValueError(f"z_e holds {int(torch.isnan(z_e).sum())} NaN values, which {quantizer} cannot quantise: "
+                         "the encoder's output is broken (a diverged run, or an fp16 overflow: try bf16 or fp32)")
 
 
 def check_indices(indices: torch.Tensor, num_codes: int, where: str = "") -> None:
@@ -72,9 +81,9 @@ class _CodebookQuantizer(nn.Module):
     - ``kmeans_init``: on the first training batch, replace the codebook by k-means centroids of
       that batch's encoder outputs (needs at least ``num_codes`` vectors in the batch);
     - ``restart_after``: a code unused for that many consecutive training batches is re-seeded
-      from a random encoder output of the current batch; the donors are drawn without replacement,
-      so two dead codes never restart on the same vector (with more dead codes than vectors in the
-      batch, the rest wait for the next batch).
+      from a random encoder output of the current batch; the donors are drawn without replacement
+      from the batch's distinct, finite vectors, so two dead codes never restart on the same vector
+      (with more dead codes than distinct vectors, the rest wait for the next batch).
 
     ``idle_steps`` counts, for every code, the training batches since it was last chosen.
 
@@ -133,15 +142,29 @@ class _CodebookQuantizer(nn.Module):
             return draw(flat)
         return broadcast_(draw(gather_rows(flat)).contiguous())
 
+    @staticmethod
+    def _donor_pool(flat: torch.Tensor) -> torch.Tensor:
+        """The distinct, finite rows of ``flat`` in their order of first appearance (all of ``flat``,
+        unchanged, when its rows are finite and distinct): a code is never seeded from a NaN or an
+        infinity, and two codes restarted in one step never land on the same vector."""
+        flat = flat[torch.isfinite(flat).all(1)]
+        if len(flat) < 2:
+            return flat
+        rows, inverse = torch.unique(flat, dim=0, return_inverse=True)
+        first = torch.full((len(rows),), len(flat), device=flat.device)
+        first.scatter_reduce_(0, inverse, torch.arange(len(flat), device=flat.device), "amin")
+        return flat[first.sort().values]
+
     @torch.no_grad()
     def _maintain(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor):
         """k-means initialisation, idle counts and dead-code restarts (training mode only); returns
         the indices and their counts, recomputed if the codebook changed."""
         if not self.initialised:
             def kmeans_codebook(pool):
+                pool = pool[torch.isfinite(pool).all(1)]
                 if len(pool) < self.num_codes:
                     raise ValueError(f"kmeans_init needs a first batch of at least num_codes={self.num_codes} "
-                                     f"encoder vectors, got {len(pool)}: use a larger batch")
+                                     f"finite encoder vectors, got {len(pool)}: use a larger batch")
                 return kmeans(at_least_fp32(pool), self.num_codes, iters=10)[0]
 
             self._set_codes(torch.arange(self.num_codes, device=flat.device), self._pool_and_agree(flat, kmeans_codebook))
@@ -154,6 +177,7 @@ class _CodebookQuantizer(nn.Module):
         dead = (self.idle_steps >= self.restart_after).nonzero().flatten()  # the same on every rank
         if len(dead):
             def donors(pool):  # drawn without replacement: two dead codes never restart on one vector
+                pool = self._donor_pool(pool)
                 return pool[torch.randperm(len(pool), device=pool.device)[: len(dead)]]
 
             vectors = self._pool_and_agree(flat, donors)
@@ -183,7 +207,7 @@ class _CodebookQuantizer(nn.Module):
             z_q=z_q.view(b, h, w, d).permute(0, 3, 1, 2),
             loss=loss,
             indices=indices.view(b, h, w),
-            perplexity=_perplexity_of_counts(counts),
+            perplexity=perplexity_of_counts(counts),
         )
 
     @torch.no_grad()
@@ -246,7 +270,8 @@ class VectorQuantizerEMA(_CodebookQuantizer):
 
     ``codebook`` is a buffer that no optimiser sees; ``loss`` is only ``beta`` times the commitment
     term. The averages are kept in fp32 whatever the autocast dtype (fp64 after ``.double()``).
-    In eval mode nothing changes.
+    Encoder vectors with a NaN or an infinity are left out of the averages and counted in
+    ``skipped_rows``, so one overflowing batch cannot poison the codebook. In eval mode nothing changes.
     """
 
     def __init__(self, num_codes: int, code_dim: int, beta: float = 0.25, decay: float = 0.99, eps: float = 1e-5,
@@ -260,6 +285,7 @@ class VectorQuantizerEMA(_CodebookQuantizer):
         self.register_buffer("codebook", codebook)
         self.register_buffer("cluster_size", torch.ones(num_codes))  # N_i
         self.register_buffer("code_sum", codebook.clone())  # m_i
+        self.register_buffer("skipped_rows", torch.zeros((), dtype=torch.int64))  # non-finite z_e left out
 
     def _set_codes(self, which: torch.Tensor, vectors: torch.Tensor) -> None:
         vectors = vectors.to(self.codebook.dtype)
@@ -275,9 +301,17 @@ class VectorQuantizerEMA(_CodebookQuantizer):
         flat = flat.to(self.code_sum.dtype)
         if counts is None:
             counts = self._global_counts(indices)
+        # A row with a NaN or an infinity (an fp16 overflow, say) would make its code NaN for good, and a
+        # NaN code wins every later nearest-code search; such rows are left out of n_i and sum_j z_ij.
+        bad = ~torch.isfinite(flat).all(1)
+        flat = flat.masked_fill(bad.unsqueeze(1), 0.0)
+        bad_counts = torch.zeros_like(counts).index_add_(0, indices, bad.to(counts.dtype))
         sums = torch.zeros_like(self.code_sum).index_add_(0, indices, flat)  # sum_j z_{i,j}
         if self._synced():
             all_reduce_sum_(sums)
+            all_reduce_sum_(bad_counts)
+        counts = counts - bad_counts
+        self.skipped_rows.add_(bad_counts.sum())
         self.cluster_size.mul_(self.decay).add_(counts.to(self.cluster_size.dtype), alpha=1 - self.decay)
         self.code_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         total = self.cluster_size.sum()

@@ -27,7 +27,8 @@ class ResidualVectorQuantizer(nn.Module):
     each its codebook term plus ``beta`` times its commitment term on r_s (only the latter with
     "ema"). The residuals subtract the codes under stop-gradient, so stage s's commitment pulls z_e
     towards e_1 + ... + e_s and no codebook is moved by another stage's terms. ``kmeans_init`` and
-    ``restart_after`` apply to each stage on its own residuals.
+    ``restart_after`` apply to each stage on its own residuals, and ``stage_options`` go to every
+    stage's constructor (``init_scale`` for "vq"; ``decay``, ``eps`` for "ema").
 
     The output passes the gradient straight through, ``z_q = z_e + sg(sum_s e_s - z_e)``, or with
     ``gradient="rotation"`` by the rotation trick from z_e onto the sum (rotation.py).
@@ -44,7 +45,7 @@ class ResidualVectorQuantizer(nn.Module):
 
     def __init__(self, num_stages: int, num_codes: int, code_dim: int, beta: float = 0.25, *, quantizer: str = "vq",
                  dropout: bool = False, kmeans_init: bool = False, restart_after: int | None = None,
-                 gradient: str = "straight_through"):
+                 gradient: str = "straight_through", **stage_options):
         super().__init__()
         if not isinstance(num_stages, int) or num_stages < 1:
             raise ValueError(f"num_stages must be a positive integer, got {num_stages!r}")
@@ -53,9 +54,19 @@ class ResidualVectorQuantizer(nn.Module):
         check_gradient(gradient)
         stage = STAGE_QUANTIZERS[quantizer]
         self.stages = nn.ModuleList(stage(num_codes, code_dim, beta, kmeans_init=kmeans_init,
-                                          restart_after=restart_after) for _ in range(num_stages))
+                                          restart_after=restart_after, **stage_options) for _ in range(num_stages))
         self.num_stages, self.num_codes, self.code_dim = num_stages, num_codes, code_dim
         self.dropout, self.gradient = dropout, gradient
+
+    @property
+    def sync(self) -> bool:
+        """Whether the stages keep their codebooks equal across DDP ranks (see quantize.py)."""
+        return all(stage.sync for stage in self.stages)
+
+    @sync.setter
+    def sync(self, value: bool) -> None:
+        for stage in self.stages:
+            stage.sync = value
 
     @property
     def bits(self) -> float:

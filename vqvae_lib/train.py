@@ -95,6 +95,19 @@ def progress_bars_disabled() -> bool:
     return os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes")
 
 
+def autocast_dtype(amp: bool | str | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype that :func:`fit`'s ``amp`` names on ``device`` (None: full precision)."""
+    if amp is None:
+        amp = device.type == "cuda"
+    choices = {False: None, True: torch.float16, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if isinstance(amp, str) and amp not in choices or not isinstance(amp, (bool, str)):
+        raise ValueError(f"amp must be 'fp16', 'bf16', True, False or None, got {amp!r}")
+    if choices[amp] == torch.float16 and device.type != "cuda":
+        raise ValueError(f"amp='fp16' (autocast with a GradScaler) needs a CUDA model, this one is on {device.type}; "
+                         "use amp='bf16' or no amp")
+    return choices[amp]
+
+
 def fit(
     model: torch.nn.Module,
     train_loader,
@@ -104,7 +117,7 @@ def fit(
     test_loader=None,
     optimizer: torch.optim.Optimizer | None = None,
     desc: str = "train",
-    amp: bool | None = None,
+    amp: bool | str | None = None,
     scaler: torch.amp.GradScaler | None = None,
     history: History | None = None,
     after_epoch=None,
@@ -113,7 +126,10 @@ def fit(
 
     Evaluates on ``test_loader`` after every epoch and prints one line per epoch; the tqdm bar is
     transient, the printed lines and the returned :class:`History` are the record.
-    ``amp`` turns fp16 mixed precision on or off (None: on exactly when the model is on CUDA).
+    ``amp`` is the mixed precision: ``"fp16"`` (or True; autocast with a GradScaler, CUDA only),
+    ``"bf16"`` (autocast to bfloat16 on the model's device, which needs no scaler: its exponent range
+    is fp32's, so activations that overflow fp16 stay finite), or False; None means fp16 exactly when
+    the model is on CUDA.
     To resume, pass the saved ``history`` (training continues after its last epoch), ``optimizer``
     and ``scaler``; ``after_epoch(epoch, history)`` runs after each epoch (the CLI saves there).
     """
@@ -123,10 +139,8 @@ def fit(
         raise ValueError("give lr (for the default Adam) or an optimizer")
     device = model_device(model)
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
-    use_amp = device.type == "cuda" if amp is None else amp
-    if use_amp and device.type != "cuda":
-        raise ValueError(f"amp (fp16 autocast with a GradScaler) needs a CUDA model, this one is on {device.type}")
-    scaler = scaler or torch.amp.GradScaler("cuda", enabled=use_amp)
+    precision = autocast_dtype(amp, device)
+    scaler = scaler or torch.amp.GradScaler("cuda", enabled=precision == torch.float16)
     history = history or History()
     done = len(history.train) // len(train_loader)  # whole epochs already trained
     step, start, seconds_before = len(history.train), time.perf_counter(), history.seconds
@@ -138,7 +152,7 @@ def fit(
         if hasattr(getattr(train_loader, "sampler", None), "set_epoch"):
             train_loader.sampler.set_epoch(epoch)
         for batch in train_loader:
-            with torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext():
+            with torch.autocast(device.type, dtype=precision) if precision else nullcontext():
                 out, _ = _batch_loss(model, batch, device)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(out["loss"]).backward()

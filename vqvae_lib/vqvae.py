@@ -8,7 +8,7 @@ length, and with the paper's uniform prior over K codes the negative ELBO in nat
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -23,6 +23,16 @@ from .residual import ResidualVectorQuantizer
 from .rotation import check_gradient
 
 QUANTIZERS = ("vq", "ema", "fsq", "rvq", "lfq")
+_AIDS = {"kmeans_init", "restart_after", "gradient", "sync"}  # what every codebook quantiser takes
+ACTING_FIELDS = {  # beyond the trunk's fields, which act for every quantiser
+    "vq": {"beta", "init_scale"} | _AIDS,
+    "ema": {"beta", "decay", "eps"} | _AIDS,
+    "rvq": {"beta", "num_stages", "rvq_stage"} | _AIDS,  # plus its stages' fields, see acting_fields()
+    "fsq": {"levels"},
+    "lfq": {"beta", "entropy_weight"},
+}
+TRUNK_FIELDS = {"in_channels", "num_codes", "code_dim", "hidden", "res_hidden", "quantizer", "codes_per_position",
+                "vq_terms"}
 VQ_TERMS = ("sum", "mean")  # the VQ terms summed over an image's N latents (the book's reading), or averaged
 
 
@@ -46,6 +56,11 @@ class VQVAEConfig:
     book's choice) sums them over the N latents of an image, as eq. 3 is written per image;
     ``"mean"`` averages them over the N latents, the literal reading of the paper's "an average over
     N terms for k-means and commitment loss". Per pixel value the weights are N*D/M and D/M.
+    ``sync`` keeps a codebook's counts and draws equal across processes under DDP (distributed.py).
+
+    One rule for every field: it acts for the chosen quantiser (:data:`ACTING_FIELDS`), or it keeps
+    its default; a field set for a quantiser that would ignore it is refused. Only the acting
+    fields enter the checkpoint key (:meth:`acting_fields`).
     """
 
     in_channels: int = 1
@@ -67,6 +82,7 @@ class VQVAEConfig:
     num_stages: int = 2  # rvq
     rvq_stage: str = "vq"  # rvq
     entropy_weight: float = 0.1  # lfq
+    sync: bool = True  # vq, ema, rvq under DDP
 
     def __post_init__(self):
         check_gradient(self.gradient)
@@ -76,8 +92,13 @@ class VQVAEConfig:
             raise ValueError(f"codes_per_position must be at least 1, got {self.codes_per_position}")
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"unknown quantizer {self.quantizer!r}; expected one of {QUANTIZERS}")
-        if self.quantizer == "ema" and self.init_scale is not None:
-            raise ValueError("init_scale applies to the loss-trained codebook (quantizer='vq') only")
+        inert = {f.name for f in fields(self)} - self.acting_fields().keys()
+        for f in fields(self):
+            if f.name in inert and getattr(self, f.name) != f.default:
+                users = sorted(q for q in QUANTIZERS if f.name in ACTING_FIELDS[q] | _stage_fields(q, self.rvq_stage))
+                raise ValueError(f"{f.name}={getattr(self, f.name)!r} does nothing for quantizer={self.quantizer!r}"
+                                 f"{' with rvq_stage=' + repr(self.rvq_stage) if self.quantizer == 'rvq' else ''}; "
+                                 f"it applies to {' and '.join(users) or 'no quantizer here'}: leave it out")
         if self.quantizer == "fsq":
             if not self.levels or self.code_dim != len(self.levels) or self.num_codes != math.prod(self.levels):
                 raise ValueError(f"an FSQ config needs levels, code_dim = len(levels) and num_codes = prod(levels); "
@@ -91,19 +112,35 @@ class VQVAEConfig:
                              f"got {self.num_stages}, {self.rvq_stage!r}")
 
 
+    def acting_fields(self) -> dict:
+        """The fields that change what this config builds, by name: the trunk's and the quantiser's."""
+        acting = TRUNK_FIELDS | ACTING_FIELDS[self.quantizer] | _stage_fields(self.quantizer, self.rvq_stage)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in acting}
+
+
+def _stage_fields(quantizer: str, rvq_stage: str) -> set[str]:
+    """Residual VQ's stages are "vq" or "ema" quantisers and take their fields."""
+    return ACTING_FIELDS[rvq_stage] - _AIDS - {"beta"} if quantizer == "rvq" else set()
+
+
 def build_quantizer(config: VQVAEConfig) -> nn.Module:
-    """The quantiser that ``config`` names."""
+    """The quantiser that ``config`` names, given every field that acts for it."""
     aids = dict(kmeans_init=config.kmeans_init, restart_after=config.restart_after, gradient=config.gradient)
+    vq = dict(init_scale=config.init_scale)
+    ema = dict(decay=config.decay, eps=config.eps)
     if config.quantizer == "fsq":
         return FiniteScalarQuantizer(config.levels)
     if config.quantizer == "lfq":
         return LookupFreeQuantizer(config.code_dim, entropy_weight=config.entropy_weight, commitment_weight=config.beta)
     if config.quantizer == "rvq":
-        return ResidualVectorQuantizer(config.num_stages, config.num_codes, config.code_dim, config.beta,
-                                       quantizer=config.rvq_stage, **aids)
-    if config.quantizer == "ema":
-        return VectorQuantizerEMA(config.num_codes, config.code_dim, config.beta, config.decay, config.eps, **aids)
-    return VectorQuantizer(config.num_codes, config.code_dim, config.beta, init_scale=config.init_scale, **aids)
+        quantizer = ResidualVectorQuantizer(config.num_stages, config.num_codes, config.code_dim, config.beta,
+                                            quantizer=config.rvq_stage, **aids, **(vq if config.rvq_stage == "vq" else ema))
+    elif config.quantizer == "ema":
+        quantizer = VectorQuantizerEMA(config.num_codes, config.code_dim, config.beta, **ema, **aids)
+    else:
+        quantizer = VectorQuantizer(config.num_codes, config.code_dim, config.beta, **vq, **aids)
+    quantizer.sync = config.sync
+    return quantizer
 
 
 class VQVAE(nn.Module):
