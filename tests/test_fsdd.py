@@ -55,9 +55,26 @@ def test_vqvae_data_is_searched_first_and_a_missing_file_is_named(tmp_path, no_n
     recordings = tmp_path / "fsdd" / "recordings"
     recordings.mkdir(parents=True)
     write_wav(recordings / "0_george_0.wav", np.arange(400))
-    with pytest.raises(ValueError, match=r"missing recording .*0_george_1\.wav"):
+    with pytest.raises(data.DataCorruptError, match=r"missing recording .*0_george_1\.wav") as err:
         fsdd.load_fsdd("test", root=tmp_path)
+    assert f"Delete {recordings} so that the book's copy (data/fsdd/) or a fresh download" in str(err.value)
     assert fsdd.find_recordings(tmp_path) == recordings
+
+
+@pytest.mark.parametrize("where", ["vqvae_data", "repository_copy"])
+def test_an_empty_recordings_folder_is_named_with_the_fix(tmp_path, monkeypatch, no_network, where):
+    monkeypatch.setenv("VQVAE_DATA", str(tmp_path / "data"))
+    if where == "vqvae_data":
+        empty = tmp_path / "data" / "fsdd" / "recordings"
+        fix = f"Delete {empty} so that"
+    else:
+        monkeypatch.setattr(fsdd, "REPOSITORY_COPY", tmp_path / "checkout" / "data" / "fsdd")
+        empty = fsdd.REPOSITORY_COPY / "recordings"
+        fix = "git checkout -- data/fsdd/recordings"
+    empty.mkdir(parents=True)
+    with pytest.raises(data.DataCorruptError) as err:
+        fsdd.load_fsdd("test")
+    assert f"{empty} is empty: expected the 3,000 files" in str(err.value) and fix in str(err.value)
 
 
 @pytest.mark.parametrize("kind, message", [

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from vqvae_lib.likelihood import discretized_logistic_log_prob, discretized_logistic_mean, discretized_logistic_sample
@@ -96,3 +97,34 @@ def test_wide_logistics_match_high_precision_arithmetic():
             got = discretized_logistic_log_prob(torch.tensor([k / 255]), torch.tensor([mean]), torch.tensor([log_scale]))
             want = exact(k, mpmath.mpf(mean), mpmath.mpf(log_scale))
             assert abs(got.item() - want) < 1e-4 * abs(want), (log_scale, k, got.item(), want)
+
+
+def _log_bin_mass_reference(k, mean, log_scale):
+    """float64 ``log P(k)`` through another identity than the library's:
+    ``sigmoid(a) - sigmoid(b) = sinh(w/2) / (2 cosh(a/2) cosh(b/2))`` with ``w = a - b`` (from tanh)."""
+    log_sigmoid = lambda v: -(max(-v, 0.0) + math.log1p(math.exp(-abs(v))))
+    log_cosh = lambda v: abs(v) + math.log1p(math.exp(-2 * abs(v))) - math.log(2.0)
+    y, inv_s = 2 * k / 255 - 1, math.exp(-log_scale)
+    a, b = inv_s * (y + 1 / 255 - mean), inv_s * (y - 1 / 255 - mean)
+    if k == 0:
+        return log_sigmoid(a)
+    if k == 255:
+        return log_sigmoid(-b)
+    log_half_width = math.log(1 / 255) - log_scale
+    log_sinh = log_half_width if log_half_width < -20 else math.log(math.sinh(math.exp(log_half_width)))
+    return log_sinh - math.log(2.0) - log_cosh(a / 2) - log_cosh(b / 2)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 5e-5), (torch.float64, 1e-13)])
+def test_accurate_from_the_sharpest_to_extremely_wide_logistics(dtype, tolerance):
+    """The supported range is every log_scale >= LOG_SCALE_MIN: above ~64 a bin's width (2/255)/s drops
+    below 1e-30 and, in fp32, underflows; its log must then come from log_scale itself. fp32's
+    tolerance allows for its 24-bit inputs, amplified by 1/s <= e^7."""
+    rows = [(k, mean, log_scale) for log_scale in (-7.0, -2.0, 0.0, 10.0, 40.0, 64.0, 65.0, 80.0, 100.0, 1000.0)
+            for mean in (-1.0, -0.375, 0.5, 0.875) for k in range(256)]
+    k, mean, log_scale = (torch.tensor(column, dtype=dtype) for column in zip(*rows))
+    got = discretized_logistic_log_prob(k / 255, mean, log_scale)
+    want = torch.tensor([_log_bin_mass_reference(*row) for row in rows], dtype=torch.float64)
+    assert got.dtype == dtype
+    error = ((got.double() - want).abs() / want.abs().clamp(min=1.0)).max().item()
+    assert error < tolerance, error

@@ -73,6 +73,16 @@ def test_loss_is_cross_entropy_in_nats_and_bits():
     assert torch.allclose(out["bits"], expected / torch.log(torch.tensor(2.0)))
 
 
+def test_a_float64_prior_keeps_float64_in_its_cross_entropy():
+    model = small_prior().double()
+    codes = torch.randint(0, 6, (4, 3, 3), generator=torch.Generator().manual_seed(3))
+    logits = model(codes)
+    expected = (logits.logsumexp(1) - logits.gather(1, codes[:, None]).squeeze(1)).mean()  # -log softmax, by hand
+    out = model.loss(codes)
+    assert out["loss"].dtype == torch.float64
+    assert abs(out["loss"].item() - expected.item()) < 1e-12
+
+
 def test_an_untrained_prior_is_close_to_uniform_and_training_fits_a_pattern():
     torch.manual_seed(0)
     model = GatedPixelCNN(PriorConfig(num_codes=4, channels=16, num_layers=3))

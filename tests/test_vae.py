@@ -47,3 +47,22 @@ def test_a_few_adam_steps_on_a_constant_image_lower_the_loss():
         loss.backward()
         opt.step()
     assert vae.loss(x)["loss"].item() < 0.8 * first
+
+
+def test_a_float64_model_keeps_float64_in_the_reconstruction_and_the_kl():
+    """`--float64` runs: the negative ELBO equals a float64 one computed by hand, not an fp32 rounding of it."""
+    torch.manual_seed(0)
+    vae = GaussianVAE(VAEConfig(latent_channels=2, hidden=8, res_hidden=4)).double()
+    x = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.float64) / 255.0
+    torch.manual_seed(1)
+    out = vae.loss(x)
+    torch.manual_seed(1)
+    mu, logvar = vae.encode(x)
+    mean, log_scale = vae.decode(mu + torch.exp(0.5 * logvar) * torch.randn_like(mu))
+    cdf = lambda edge: torch.sigmoid((edge - mean) / log_scale.clamp(min=-7.0).exp())
+    upper = torch.where(x == 1, 1.0, cdf(2 * x - 1 + 1 / 255))
+    lower = torch.where(x == 0, 0.0, cdf(2 * x - 1 - 1 / 255))
+    recon = -torch.log(upper - lower).sum() / x.numel()
+    kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum() / x.numel()
+    assert out["loss"].dtype == torch.float64
+    assert abs(out["recon"].item() - recon.item()) < 1e-12 and abs(out["kl"].item() - kl.item()) < 1e-12

@@ -15,14 +15,19 @@ package ``dataset-fashion-mnist`` installed, Fashion-MNIST is unpacked from
 gzip headers, so torchvision's md5 check of the ``.gz`` files fails; the unpacked files pass).
 Otherwise torchvision downloads, if the network answers within seconds. With neither, loading
 raises :class:`DataUnavailableError` saying how to get the data; it never substitutes other data.
+An MNIST or Fashion-MNIST file that is there but truncated or damaged raises
+:class:`DataCorruptError`, naming the file and how to get it again.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import shutil
 import socket
+import struct
+import zlib
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -42,11 +47,16 @@ DATASETS = {
     "mnist": datasets.MNIST,
     "cifar10": datasets.CIFAR10,
 }
+IDX_DATASETS = ("fashion_mnist", "mnist")
 NETWORK_TIMEOUT_S = 3.0
 
 
 class DataUnavailableError(RuntimeError):
     """The dataset is neither on disk nor downloadable from here."""
+
+
+class DataCorruptError(ValueError):
+    """A data file or folder is there but truncated, damaged or empty: the message names it and the fix."""
 
 
 def data_root() -> Path:
@@ -70,11 +80,57 @@ def unpack_debian_fashion_mnist(root: Path, source: Path = DEBIAN_FASHION_MNIST)
         target = raw / name
         if target.is_file():
             continue
-        partial = raw / f"{name}.partial"
-        with gzip.open(source / f"{name}.gz", "rb") as src, open(partial, "wb") as dst:
-            shutil.copyfileobj(src, dst)
+        packed, partial = source / f"{name}.gz", raw / f"{name}.partial"
+        try:
+            with gzip.open(packed, "rb") as src, open(partial, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            problem = idx_problem(partial)
+        except (OSError, EOFError, zlib.error) as err:
+            problem = f"it cannot be unpacked ({err})"
+        if problem:
+            partial.unlink(missing_ok=True)
+            raise DataCorruptError(
+                f"{packed} is damaged: {problem}. Expected a gzip'd idx file of Fashion-MNIST. Reinstall "
+                "Debian's copy with `sudo apt-get install --reinstall dataset-fashion-mnist`."
+            )
         partial.replace(target)
     return True
+
+
+def idx_problem(path: Path) -> str | None:
+    """What is wrong with the idx file (the format of MNIST and Fashion-MNIST) at ``path``, or None.
+
+    An idx file of N-D unsigned bytes (N = 3 for images, 1 for labels, the ``idxN`` of its name) is
+    the magic ``00 00 08 N``, N big-endian uint32 sizes, then their product in bytes: nothing more.
+    """
+    ndim = 3 if "idx3" in Path(path).name else 1
+    with open(path, "rb") as f:
+        header = f.read(4 * (ndim + 1))
+    if len(header) < 4 * (ndim + 1) or header[:4] != bytes([0, 0, 8, ndim]):
+        return f"it does not start with the header of an idx file of {ndim}-D unsigned bytes (00 00 08 0{ndim})"
+    sizes = struct.unpack(f">{ndim}I", header[4:])
+    expected, actual = len(header) + math.prod(sizes), Path(path).stat().st_size
+    if actual != expected:
+        shape = " x ".join(map(str, sizes))
+        return f"its header promises {shape} values, {expected} bytes in all, but it holds {actual} bytes"
+    return None
+
+
+def _idx_files(name: str, root: Path) -> list[Path]:
+    """The unpacked files torchvision reads for MNIST or Fashion-MNIST: ``<root>/<Class>/raw/*-ubyte``."""
+    dataset_cls = DATASETS[name]
+    raw = root / dataset_cls.__name__ / "raw"
+    return [raw / Path(resource).name.removesuffix(".gz") for resource, _ in dataset_cls.resources]
+
+
+def _corrupt_message(name: str, path: Path, problem: str, debian_dir: Path) -> str:
+    if name == "fashion_mnist":
+        again = (f"unpacked again from {Path(debian_dir) / path.name}.gz if Debian's dataset-fashion-mnist is "
+                 "installed (if that copy is damaged too: `sudo apt-get install --reinstall dataset-fashion-mnist`), "
+                 "else downloaded again")
+    else:
+        again = "downloaded again by torchvision"
+    return f"{path} is damaged: {problem}.\nDelete it; the next load gets it {again} (a download needs the network)."
 
 
 def _download_host(dataset_cls) -> str:
@@ -117,7 +173,8 @@ def load_dataset(
 
     ``name`` is one of ``fashion_mnist``, ``mnist``, ``cifar10``; ``split`` is ``train`` or ``test``.
     ``debian_dir`` defaults to :data:`DEBIAN_FASHION_MNIST`. Raises :class:`DataUnavailableError`
-    (within seconds) when the data is neither on disk nor downloadable.
+    (within seconds) when the data is neither on disk nor downloadable, and :class:`DataCorruptError`
+    when an MNIST or Fashion-MNIST file on disk is truncated or damaged.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
@@ -126,13 +183,22 @@ def load_dataset(
     root = Path(root) if root is not None else data_root()
     dataset_cls = DATASETS[name]
     kwargs = dict(root=str(root), train=split == "train", transform=transforms.ToTensor())
-    try:
-        return dataset_cls(download=False, **kwargs)
-    except RuntimeError:
-        pass  # not on disk yet
     debian_dir = DEBIAN_FASHION_MNIST if debian_dir is None else debian_dir
-    if name == "fashion_mnist" and unpack_debian_fashion_mnist(root, debian_dir):
-        return dataset_cls(download=False, **kwargs)
+    if name in IDX_DATASETS:
+        files = _idx_files(name, root)
+        if name == "fashion_mnist" and not all(f.is_file() for f in files):
+            unpack_debian_fashion_mnist(root, debian_dir)
+        for f in files:
+            problem = idx_problem(f) if f.is_file() else None
+            if problem:
+                raise DataCorruptError(_corrupt_message(name, f, problem, debian_dir))
+        if all(f.is_file() for f in files):
+            return dataset_cls(download=False, **kwargs)
+    else:
+        try:
+            return dataset_cls(download=False, **kwargs)
+        except RuntimeError:
+            pass  # not on disk yet, or failing torchvision's md5 check: downloaded again below
     host = _download_host(dataset_cls)
     if not network_available(host):
         raise DataUnavailableError(_missing_message(name, root, host))

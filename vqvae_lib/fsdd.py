@@ -12,7 +12,8 @@ holds the licence and provenance). The dataset's own split: takes 0-4 are the te
    The archive's recordings are checked against :data:`RECORDINGS_SHA256` before they are used.
 
 With none of these, :class:`~vqvae_lib.data.DataUnavailableError` says how to get them. A folder that
-is found but incomplete or damaged is an error naming the file, never a reason to look elsewhere.
+is found but empty, incomplete or damaged is a :class:`~vqvae_lib.data.DataCorruptError` naming the
+file or folder and the fix, never a reason to look elsewhere.
 
 The waveforms are read with the standard library's ``wave`` module (``torchaudio.load`` needs
 TorchCodec) and scaled from 16-bit integers to floats in [-1, 1).
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import DataUnavailableError, data_root, network_available
+from .data import DataCorruptError, DataUnavailableError, data_root, network_available
 
 RELEASE = "v1.0.10"
 ARCHIVE_URL = f"https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/{RELEASE}.tar.gz"
@@ -75,7 +76,7 @@ def read_wav(path: str | Path) -> torch.Tensor:
             channels, width, rate, frames = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
             raw = w.readframes(frames)
     except (wave.Error, EOFError) as err:
-        raise ValueError(f"{path} is not a readable WAV file ({err}); expected {expected}") from None
+        raise ValueError(f"{path} is not a readable WAV file ({err!r}); expected {expected}") from None
     if (channels, width, rate) != (1, 2, SAMPLE_RATE):
         raise ValueError(f"{path} has {channels} channel(s), {8 * width}-bit samples at {rate} Hz; expected {expected}")
     if frames == 0 or len(raw) != 2 * frames:
@@ -91,6 +92,21 @@ def _missing_message(folder: Path) -> str:
         "Clone the book's repository (the recordings are in data/fsdd/), or connect to the network, or "
         "point the VQVAE_DATA environment variable at a folder holding fsdd/recordings/*.wav.",
     ])
+
+
+def _repair_advice(recordings: Path) -> str:
+    if recordings == REPOSITORY_COPY / "recordings":
+        return f"Restore the book's copy with `git checkout -- data/fsdd/recordings` in {_CHECKOUT}."
+    return (f"Delete {recordings} so that the book's copy (data/fsdd/) or a fresh download of release {RELEASE} "
+            "is used, or copy that release's recordings into it.")
+
+
+def _not_empty(recordings: Path) -> Path:
+    if not any(recordings.glob("*.wav")):
+        count = NUM_DIGITS * len(SPEAKERS) * NUM_TAKES
+        raise DataCorruptError(f"{recordings} is empty: expected the {count:,} files {{digit}}_{{speaker}}_{{take}}.wav "
+                               f"of FSDD release {RELEASE}.\n{_repair_advice(recordings)}")
+    return recordings
 
 
 def download_fsdd(folder: str | Path, url: str = ARCHIVE_URL, sha256: str = RECORDINGS_SHA256) -> Path:
@@ -122,9 +138,9 @@ def find_recordings(root: str | Path | None = None) -> Path:
     """The folder of ``*.wav`` files, found (or downloaded) as the module docstring says."""
     folder = (Path(root) if root is not None else data_root()) / "fsdd"
     if (folder / "recordings").is_dir():
-        return folder / "recordings"
+        return _not_empty(folder / "recordings")
     if (_CHECKOUT / "pyproject.toml").is_file() and (REPOSITORY_COPY / "recordings").is_dir():
-        return REPOSITORY_COPY / "recordings"
+        return _not_empty(REPOSITORY_COPY / "recordings")
     if network_available("github.com"):
         return download_fsdd(folder)
     raise DataUnavailableError(_missing_message(folder))
@@ -166,7 +182,11 @@ def load_fsdd(split: str = "train", root: str | Path | None = None, takes=None) 
     rows = [(d, s, t) for d in range(NUM_DIGITS) for s in range(len(SPEAKERS)) for t in takes]
     files = [file_name(d, SPEAKERS[s], t) for d, s, t in rows]
     digit, speaker, take = torch.tensor(rows, dtype=torch.int64).unbind(1)
-    return SpokenDigits([read_wav(folder / f) for f in files], digit, speaker, take, files)
+    try:
+        waveforms = [read_wav(folder / f) for f in files]
+    except ValueError as err:
+        raise DataCorruptError(f"{err}\n{_repair_advice(folder)}") from None
+    return SpokenDigits(waveforms, digit, speaker, take, files)
 
 
 def fix_length(waveforms: list[torch.Tensor], length: int = SAMPLE_RATE) -> torch.Tensor:

@@ -15,8 +15,12 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .nearest import at_least_fp32
+
 LOG_SCALE_MIN = -7.0
 LN2 = math.log(2.0)
+LOG_BIN_WIDTH = math.log(2.0 / 255.0)
+TINY_WIDTH = 1e-30  # below it log(1 - exp(-w)) = log(w) - w/2 + ... is log(w) to every digit
 
 
 def to_model_range(x: torch.Tensor) -> torch.Tensor:
@@ -58,19 +62,29 @@ def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale
 
     ``P(x) = sigmoid((y + 1/255 - mean)/s) - sigmoid((y - 1/255 - mean)/s)`` with ``y = 2x - 1``
     and ``s = exp(log_scale)``; the bin of k = 0 extends to -inf and that of k = 255 to +inf.
-    Computed in fp32 whatever the autocast dtype, and in log space, so that bins far in a tail
-    keep their exact (tiny) mass instead of a density approximation.
+    Computed in fp32 whatever the autocast dtype (fp64 if any input is fp64), and in log space, so
+    that bins far in a tail keep their exact (tiny) mass instead of a density approximation.
+
+    Supported range: every finite ``log_scale`` (values below ``LOG_SCALE_MIN`` are clamped to it),
+    to the rounding of the working dtype, also where a bin's mass underflows and only its log is left.
     """
-    x, mean, log_scale = x.float(), mean.float(), log_scale.float().clamp(min=LOG_SCALE_MIN)
+    dtype = torch.float64 if torch.float64 in (x.dtype, mean.dtype, log_scale.dtype) else torch.float32
+    x, mean, log_scale = x.to(dtype), mean.to(dtype), log_scale.to(dtype).clamp(min=LOG_SCALE_MIN)
     centered = to_model_range(x) - mean
     inv_s = torch.exp(-log_scale)
     plus = inv_s * (centered + 1.0 / 255.0)
     minus = inv_s * (centered - 1.0 / 255.0)
+    width = inv_s * (2.0 / 255.0)
+    inner = torch.where(
+        width < TINY_WIDTH,  # log(1 - exp(-width)) = log(width), taken from log_scale: width itself underflows
+        F.logsigmoid(plus) + F.logsigmoid(-minus) + (LOG_BIN_WIDTH - log_scale),
+        _log_sigmoid_difference(plus, minus, width),
+    )
     k = torch.round(x * 255.0)
     return torch.where(
         k <= 0,
         F.logsigmoid(plus),  # log sigmoid(plus): everything below the first bin's upper edge
-        torch.where(k >= 255, F.logsigmoid(-minus), _log_sigmoid_difference(plus, minus, inv_s * (2.0 / 255.0))),
+        torch.where(k >= 255, F.logsigmoid(-minus), inner),
     )
 
 
@@ -81,14 +95,14 @@ def discretized_logistic_nll(x: torch.Tensor, mean: torch.Tensor, log_scale: tor
 
 def discretized_logistic_mean(mean: torch.Tensor) -> torch.Tensor:
     """The logistic's centre mapped back to pixels in [0, 1] (for showing reconstructions)."""
-    return ((mean.float() + 1.0) / 2.0).clamp(0.0, 1.0)
+    return ((at_least_fp32(mean) + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
 def discretized_logistic_sample(
     mean: torch.Tensor, log_scale: torch.Tensor, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Draw pixels k/255 from the discretised logistic by inverting its CDF."""
-    mean, log_scale = mean.float(), log_scale.float().clamp(min=LOG_SCALE_MIN)
+    mean, log_scale = at_least_fp32(mean), at_least_fp32(log_scale).clamp(min=LOG_SCALE_MIN)
     u = torch.rand(mean.shape, generator=generator, device=mean.device).clamp(1e-5, 1.0 - 1e-5)
     y = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
     return (torch.round((y.clamp(-1.0, 1.0) + 1.0) / 2.0 * 255.0) / 255.0)

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from .nearest import at_least_fp32
+
 
 def _gate(x: torch.Tensor) -> torch.Tensor:
     """Chapter 06 eq. (6.4): ``tanh(a) * sigmoid(b)`` for the two halves of the channels."""
@@ -160,7 +162,7 @@ class GatedPixelCNN(nn.Module):
     def loss(self, indices: torch.Tensor, labels: torch.Tensor | None = None,
              cond: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Eq. (6.2): the cross-entropy ``-log p(z)`` averaged over latents, in nats (and bits)."""
-        nll = F.cross_entropy(self(indices, labels, cond).float(), indices)
+        nll = F.cross_entropy(at_least_fp32(self(indices, labels, cond)), indices)
         return {"loss": nll, "bits": nll.detach() / math.log(2.0)}
 
     @torch.no_grad()
@@ -195,7 +197,7 @@ class GatedPixelCNN(nn.Module):
         for i in range(height):
             for j in range(width):
                 rows = None if cond is None else cond[:, :, : i + 1]
-                logits = self(codes[:, : i + 1], labels, rows)[:, :, i, j].float()
+                logits = at_least_fp32(self(codes[:, : i + 1], labels, rows)[:, :, i, j])
                 probs = torch.softmax(logits / temperature, dim=1)
                 codes[:, i, j] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         self.train(was_training)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .likelihood import discretized_logistic_mean, discretized_logistic_nll, discretized_logistic_sample, to_model_range
+from .nearest import at_least_fp32
 from .nn import Decoder, Encoder, check_image
 
 
@@ -77,7 +78,7 @@ class GaussianVAE(nn.Module):
         mean, log_scale = self.decode(z)
         dims = x[0].numel()
         recon = discretized_logistic_nll(x, mean, log_scale).mean() / dims
-        kl = gaussian_kl(mu.float(), logvar.float()).flatten(1).sum(1).mean() / dims
+        kl = gaussian_kl(at_least_fp32(mu), at_least_fp32(logvar)).flatten(1).sum(1).mean() / dims
         return {"loss": recon + kl, "recon": recon, "kl": kl}
 
     @torch.no_grad()
