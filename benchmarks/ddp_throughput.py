@@ -4,7 +4,7 @@
 
 Trains the book's VQ-VAE (Chapter 04's trunk: 64 hidden channels, residual width 32, K = 512,
 D = 64, EMA with restarts) on Fashion-MNIST at global batch 128 for ``--steps`` Adam steps, first
-with ``python -m vqvae_lib.train`` (one process, PyTorch's default threads), then with
+with ``python -m vqvae_lib`` (one process, PyTorch's default threads), then with
 ``torchrun --nproc_per_node=N`` (torchrun gives each rank OMP_NUM_THREADS=1). Prints each run's steps
 per second, from the saved history (training only, no evaluation), and the ratio N-process / 1-process.
 
@@ -39,9 +39,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         common = ["vqvae", *CONFIG, "--steps", str(args.steps), "--checkpoint-dir", folder]
-        one = run([sys.executable, "-m", "vqvae_lib.train", *common, "--name", "one"], Path(folder) / "one.pt")
+        one = run([sys.executable, "-m", "vqvae_lib", *common, "--name", "one"], Path(folder) / "one.pt")
         many = run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.nproc}", "-m",
-                    "vqvae_lib.train", *common, "--name", "many"], Path(folder) / "many.pt")
+                    "vqvae_lib", *common, "--name", "many"], Path(folder) / "many.pt")
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads by default, {args.steps} steps, batch 128")
     print(f"1 process:             {one:6.2f} steps/s")
     print(f"{args.nproc} processes (torchrun): {many:6.2f} steps/s")

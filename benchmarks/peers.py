@@ -84,7 +84,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import vqvae_lib  # noqa: E402
 from vqvae_lib.data import make_loaders  # noqa: E402
-from vqvae_lib.quantize import QuantizerOutput, check_z_e, perplexity  # noqa: E402
+from vqvae_lib.quantizers.base import QuantizerOutput, check_z_e, perplexity# noqa: E402
 from vqvae_lib.runtime import get_device  # noqa: E402
 from vqvae_lib.train import evaluate  # noqa: E402
 from vqvae_lib.vqvae import VQVAE, VQVAEConfig  # noqa: E402

@@ -6,7 +6,7 @@ quantisers against their floors (run by hand).
 
 Compares, in one process, fp32, code_dim=64, num_codes=512, at N = 128*7*7 and N = 32*32*32:
 
-- ours:     vqvae_lib.quantize.VectorQuantizer
+- ours:     vqvae_lib.quantizers.VectorQuantizer
 - vqp:      vector-quantize-pytorch's VectorQuantize (ema_update=False, learnable_codebook=True,
             rotation_trick=False, accept_image_fmap=True): the baseline a practitioner reaches for
 - floor:    the unavoidable work, written as bare tensor ops: the layout change, one addmm distance
@@ -53,10 +53,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vqvae_lib.fsq import FiniteScalarQuantizer  # noqa: E402
-from vqvae_lib.lfq import LookupFreeQuantizer  # noqa: E402
-from vqvae_lib.quantize import VectorQuantizer  # noqa: E402
-from vqvae_lib.residual import ResidualVectorQuantizer  # noqa: E402
+from vqvae_lib.quantizers.fsq import FiniteScalarQuantizer# noqa: E402
+from vqvae_lib.quantizers.lfq import LookupFreeQuantizer# noqa: E402
+from vqvae_lib.quantizers.vq import VectorQuantizer# noqa: E402
+from vqvae_lib.quantizers.residual import ResidualVectorQuantizer# noqa: E402
 
 D, K, REPEATS = 64, 512, 15
 SHAPES = {"N = 128*7*7": (128, 7, 7), "N = 32*32*32": (32, 32, 32)}

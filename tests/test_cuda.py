@@ -60,7 +60,7 @@ def test_prior_samples_on_the_gpu_with_a_device_generator():
 
 
 def test_kmeans_plus_plus_draws_on_the_data_device():
-    from vqvae_lib.kmeans import kmeans
+    from vqvae_lib.quantizers.kmeans import kmeans
 
     x = torch.randn(256, 4, device=CUDA)
     codebook, indices, errors = kmeans(x, 8, iters=3, generator=torch.Generator(device=CUDA).manual_seed(0))

@@ -22,7 +22,7 @@ import torch
 from ddp_harness import alive, free_port, run_ranks
 from vqvae_lib import distributed
 from vqvae_lib.cli import DistributedLoss, load_trained, main as cli_main
-from vqvae_lib.residual import ResidualVectorQuantizer
+from vqvae_lib.quantizers.residual import ResidualVectorQuantizer
 from vqvae_lib.vqvae import VQVAE, VQVAEConfig
 
 STEPS, BATCH = 6, 16  # 16 images x 49 latents = 784 encoder vectors a step, 392 per rank
@@ -224,14 +224,14 @@ def test_cli_rejects_bad_settings(tmp_path, monkeypatch, capsys):
 
 
 def test_torchrun_two_processes_train_like_one(tmp_path):
-    """``torchrun --nproc_per_node=2 -m vqvae_lib.train`` against one process, end to end: the same
+    """``torchrun --nproc_per_node=2 -m vqvae_lib`` against one process, end to end: the same
     global batches (DistributedSampler's two shards are one process's batch), the same result. EMA
     without k-means or restarts, whose draws would see the batch's vectors in a different order."""
     args = ["vqvae", *CLI_TINY, "--set", "quantizer=ema", "--set", "hidden=64", "--set", "res_hidden=32", "--steps", "6",
             "--float64", "--checkpoint-dir", str(tmp_path)]  # Chapter 04's trunk, whose 1x1 convolutions made DDP warn
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
-                str(free_port()), "-m", "vqvae_lib.train"]
+                str(free_port()), "-m", "vqvae_lib"]
     proc = subprocess.Popen([*torchrun, *args, "--name", "two"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:

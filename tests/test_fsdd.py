@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vqvae_lib import data, fsdd
+from vqvae_lib import data
+from vqvae_lib.audio import fsdd
 
 
 def write_wav(path, samples, rate=8000, channels=1, width=2):

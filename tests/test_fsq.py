@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from vqvae_lib.fsq import RECOMMENDED_LEVELS, FiniteScalarQuantizer
-from vqvae_lib.quantize import perplexity
+from vqvae_lib.quantizers.fsq import FiniteScalarQuantizer, RECOMMENDED_LEVELS
+from vqvae_lib.quantizers.base import perplexity
 
 LEVELS = (8, 5, 2, 3)  # even and odd levels, and the smallest one
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

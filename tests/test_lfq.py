@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from vqvae_lib.lfq import LookupFreeQuantizer, entropy_terms, factorised_marginal_entropy
-from vqvae_lib.quantize import perplexity
+from vqvae_lib.quantizers.lfq import LookupFreeQuantizer, entropy_terms, factorised_marginal_entropy
+from vqvae_lib.quantizers.base import perplexity
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

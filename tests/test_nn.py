@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vqvae_lib.nn import Decoder, Encoder, ResidualBlock
+from vqvae_lib.blocks import Decoder, Encoder, ResidualBlock
 
 
 @pytest.mark.parametrize("size", [28, 32])

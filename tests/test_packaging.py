@@ -73,7 +73,7 @@ def test_pytest_runs_the_fast_profile_unless_the_environment_says_otherwise(give
 
 
 def test_the_console_script_runs_the_command_line():
-    """``vqvae-train`` (pyproject's [project.scripts]) is ``python -m vqvae_lib.train``: both print the same help."""
+    """``vqvae-train`` (pyproject's [project.scripts]) is ``python -m vqvae_lib``: both print the same help."""
     import shutil
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
@@ -81,6 +81,6 @@ def test_the_console_script_runs_the_command_line():
     script = shutil.which("vqvae-train", path=str(Path(sys.executable).parent))
     assert script, "vqvae-train is not installed next to this Python: pip install -e . again"
     by_script = subprocess.run([script, "--help"], capture_output=True, text=True, check=True).stdout
-    by_module = subprocess.run([sys.executable, "-m", "vqvae_lib.train", "--help"], capture_output=True, text=True,
+    by_module = subprocess.run([sys.executable, "-m", "vqvae_lib", "--help"], capture_output=True, text=True,
                                check=True).stdout
     assert by_script == by_module and "torchrun" in by_script

@@ -184,7 +184,7 @@ def test_bad_indices_are_rejected_with_a_clear_message():
 def test_encode_dataset_keeps_order_and_labels():
     from torch.utils.data import DataLoader, TensorDataset
 
-    from vqvae_lib.prior import encode_dataset
+    from vqvae_lib.data import encode_dataset
 
     images = torch.arange(10.0).view(10, 1, 1, 1).expand(10, 1, 2, 2)
     loader = DataLoader(TensorDataset(images, torch.arange(10) % 3), batch_size=4)

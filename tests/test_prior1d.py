@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vqvae_lib.prior1d import Prior1DConfig, WaveNetPrior
+from vqvae_lib.audio.prior1d import Prior1DConfig, WaveNetPrior
 
 
 def small_prior(**kwargs):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vqvae_lib import probe
+from vqvae_lib.audio import judges, probe
 from vqvae_lib.train import fit
 
 
@@ -66,7 +66,7 @@ def test_the_log_mel_classifier_trains_with_the_books_loop_on_labelled_batches()
     y = torch.arange(48) % 3
     x = torch.randn(48, 8, 20, generator=g) * 0.5
     x[torch.arange(48), y * 2, :] += 2.0  # class c: mel band 2c is loud
-    model = probe.LogMelClassifier(probe.ClassifierConfig(n_mels=8, num_classes=3, hidden=8))
+    model = judges.LogMelClassifier(judges.ClassifierConfig(n_mels=8, num_classes=3, hidden=8))
     assert model.conditional
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))

@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from vqvae_lib.kmeans import kmeans
-from vqvae_lib.nearest import nearest_code, squared_distances
-from vqvae_lib.quantize import VectorQuantizer, perplexity
+from vqvae_lib.quantizers.kmeans import kmeans
+from vqvae_lib.quantizers.nearest import nearest_code, squared_distances
+from vqvae_lib.quantizers.base import perplexity
+from vqvae_lib.quantizers.vq import VectorQuantizer
 
 
 def naive_distances(x, codebook):
@@ -144,7 +145,7 @@ def test_kmeans_rejects_bad_shapes():
 
 
 def test_bits_is_log2_of_the_number_of_codes():
-    from vqvae_lib.quantize import VectorQuantizerEMA
+    from vqvae_lib.quantizers.vq import VectorQuantizerEMA
 
     assert VectorQuantizer(512, 8).bits == 9.0 and VectorQuantizerEMA(16, 8).bits == 4.0
     assert VectorQuantizer(10, 8).bits == pytest.approx(3.321928)
@@ -152,7 +153,7 @@ def test_bits_is_log2_of_the_number_of_codes():
 
 @pytest.mark.parametrize("ema", [False, True])
 def test_encode_indices_are_the_forward_indices_and_change_no_state_even_in_training(ema):
-    from vqvae_lib.quantize import VectorQuantizerEMA
+    from vqvae_lib.quantizers.vq import VectorQuantizerEMA
 
     torch.manual_seed(0)
     cls = VectorQuantizerEMA if ema else VectorQuantizer

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from vqvae_lib.nearest import squared_distances
-from vqvae_lib.quantize import VectorQuantizer, VectorQuantizerEMA, perplexity
+from vqvae_lib.quantizers.nearest import squared_distances
+from vqvae_lib.quantizers.base import perplexity
+from vqvae_lib.quantizers.vq import VectorQuantizer, VectorQuantizerEMA
 
 
 def as_grid(vectors):

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from vqvae_lib.fsq import FiniteScalarQuantizer
-from vqvae_lib.lfq import LookupFreeQuantizer
-from vqvae_lib.quantize import perplexity
+from vqvae_lib.quantizers.fsq import FiniteScalarQuantizer
+from vqvae_lib.quantizers.lfq import LookupFreeQuantizer
+from vqvae_lib.quantizers.base import perplexity
 
 
 @pytest.mark.parametrize("make", [lambda: FiniteScalarQuantizer((8, 5, 5, 5)), lambda: LookupFreeQuantizer(4)],

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from vqvae_lib.quantize import VectorQuantizer, VectorQuantizerEMA
+from vqvae_lib.quantizers.vq import VectorQuantizer, VectorQuantizerEMA
 from test_quantize_ema import as_grid
 
 

@@ -4,9 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vqvae_lib.quantize import VectorQuantizer, VectorQuantizerEMA, perplexity
-from vqvae_lib.residual import ResidualVectorQuantizer
-from vqvae_lib.rotation import rotate_to
+from vqvae_lib.quantizers.base import perplexity
+from vqvae_lib.quantizers.vq import VectorQuantizer, VectorQuantizerEMA
+from vqvae_lib.quantizers.residual import ResidualVectorQuantizer
+from vqvae_lib.quantizers.rotation import rotate_to
 
 
 def make(quantizer="vq", num_stages=3, seed=0, **kwargs):

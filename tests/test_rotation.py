@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from vqvae_lib.quantize import VectorQuantizer, VectorQuantizerEMA
-from vqvae_lib.residual import ResidualVectorQuantizer
-from vqvae_lib.rotation import rotate_to
+from vqvae_lib.quantizers.vq import VectorQuantizer, VectorQuantizerEMA
+from vqvae_lib.quantizers.residual import ResidualVectorQuantizer
+from vqvae_lib.quantizers.rotation import rotate_to
 
 
 def rotation_matrix(z, e):

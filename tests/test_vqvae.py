@@ -52,7 +52,7 @@ def test_every_part_receives_a_gradient(model):
 
 
 def test_the_config_builds_the_quantizer_it_names():
-    from vqvae_lib.quantize import VectorQuantizer, VectorQuantizerEMA
+    from vqvae_lib.quantizers.vq import VectorQuantizer, VectorQuantizerEMA
 
     ema = small(quantizer="ema", decay=0.9, restart_after=5, beta=0.5).quantizer
     assert isinstance(ema, VectorQuantizerEMA) and (ema.decay, ema.restart_after, ema.beta) == (0.9, 5, 0.5)
@@ -68,7 +68,7 @@ def test_bad_images_are_rejected(model):
 
 
 def test_several_codes_per_position_quantise_each_slice_and_round_trip():
-    from vqvae_lib.nearest import nearest_code
+    from vqvae_lib.quantizers.nearest import nearest_code
 
     model = small(codes_per_position=3)
     x = torch.rand(2, 1, 28, 28)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from vqvae_lib.quantize import VectorQuantizer
-from vqvae_lib.vqvae1d import VQVAE1D, VQVAE1DConfig
+from vqvae_lib.quantizers.vq import VectorQuantizer
+from vqvae_lib.audio.vqvae1d import VQVAE1D, VQVAE1DConfig
 
 
 def tiny(**kwargs):
@@ -133,5 +133,5 @@ def test_the_books_loop_trains_it_with_speaker_ids_from_the_loader_and_the_cache
     model.loss = lambda x, speaker: seen.append(speaker) or loss(x, speaker)
     history = load_or_fit(model, "vq1d", loader, epochs=1, lr=1e-3)
     assert len(history.train) == 2 and torch.equal(torch.cat(seen), s)
-    assert "vqvae_lib.quantize" in run_key(tiny(), loader, epochs=1, lr=1e-3)["code"]
+    assert "vqvae_lib.quantizers.vq" in run_key(tiny(), loader, epochs=1, lr=1e-3)["code"]
     assert run_key(tiny(), loader, epochs=1, lr=1e-3) != run_key(tiny(speaker_conditioning=False), loader, epochs=1, lr=1e-3)

@@ -96,7 +96,7 @@ def test_encode_changes_no_state_even_in_training_mode_while_a_training_forward_
 
 
 def test_encode_matches_the_quantisers_forward_and_the_codes_the_loss_uses(model):
-    from vqvae_lib.quantize import perplexity
+    from vqvae_lib.quantizers.base import perplexity
 
     model.eval()
     x = images()
@@ -137,7 +137,7 @@ def test_bad_inputs_are_rejected_with_a_message(model):
 
 
 def test_the_ema_quantiser_is_built_for_both_levels():
-    from vqvae_lib.quantize import VectorQuantizerEMA
+    from vqvae_lib.quantizers.vq import VectorQuantizerEMA
 
     model = small(quantizer="ema", decay=0.9, beta=0.5)
     for q, k in ((model.top_quantizer, K_TOP), (model.bottom_quantizer, K_BOTTOM)):

@@ -1,33 +1,30 @@
 """vqvae_lib: the small, layered PyTorch library behind *VQ-VAE from first principles*.
 
-Layers (imports go downward only; ``tests/test_layers.py`` checks it against :data:`LAYERS`):
+The layout shows the design: two sub-packages where the modules form a real cluster, flat
+modules for the rest. Imports go downward (or sideways within a layer) only; ``tests/test_layers.py``
+reads every import of every file against :data:`LAYERS`.
 
-1. ``runtime`` (seed, device, profile), ``data`` (datasets, loaders), ``nn`` (the paper's
-   encoder/decoder and the one image-shape check), ``likelihood`` (the discretised logistic over
-   8-bit pixels, and the one map from pixels to the models' [-1, 1] range), ``nearest`` (nearest
-   code as one matmul), ``estimators`` (score function, NVIL, VIMCO, Gumbel-softmax), ``metrics``
-   (bits/dim and its two-part bookkeeping), ``fsdd`` (the Free Spoken Digit Dataset: recordings,
-   labels, split), ``audio`` (log-mel spectrograms and Griffin-Lim back to sound);
-2. ``vae`` (Gaussian VAE), ``discrete`` (categorical VAE), ``kmeans``, ``quantize`` (the vector
-   quantisers), then ``vqvae`` on top of ``quantize``; ``prior`` (the Gated PixelCNN over codes),
-   then ``pixel_decoder`` on top of ``prior``, ``vae`` and ``quantize`` (a Gated PixelCNN over pixels as the
-   decoder of a Gaussian VAE and of a VQ-VAE, for posterior collapse); ``vqvae1d`` (a 1-D VQ-VAE over
-   log-mel frames with a speaker-conditioned decoder) on top of ``quantize``, and ``prior1d`` (a
-   causal WaveNet-style prior over its code sequences); Chapter 09's later quantisers, each with the
-   same interface (``QuantizerOutput``, ``bits``, ``encode_indices``, ``lookup``): ``rotation`` (the
-   rotation trick, an option of ``quantize``'s quantisers), ``fsq`` (finite scalar quantisation),
-   ``lfq`` (lookup-free quantisation), ``residual`` (residual VQ over ``quantize``'s quantisers), all
-   selectable in ``vqvae``; ``vqvae2`` (a two-level VQ-VAE-2-style model);
-   each model is built from a config dataclass (``VAEConfig``, ``CategoricalVAEConfig``,
-   ``VQVAEConfig``, ``PriorConfig``, ``PixelDecoderConfig``, ``VQVAE1DConfig``, ``Prior1DConfig``,
-   ``VQVAE2Config``);
-3. ``train`` (the one training loop), ``checkpoint`` (the cache of trained models, keyed by run),
-   ``importance`` (the importance-weighted bound), ``second_stage`` (a learned prior's bound for
-   every discrete model), ``plot`` (figures), ``probe`` (linear probes of codes, and the log-mel
-   classifiers that score converted speech);
-4. ``cli``: every model from the command line, ``python -m vqvae_lib.train`` or ``vqvae-train``, in one
-   process or under torchrun (DDP). ``distributed`` (layer 1) holds the few ``torch.distributed``
-   calls with which the quantisers keep their codebooks equal across processes.
+1. **Foundations:** ``runtime`` (seed, device, profile, eval mode), ``precision`` (what stays fp32),
+   ``data`` (datasets, loaders, a dataset's codes), ``blocks`` (the paper's encoder/decoder and the
+   one image-shape check), ``likelihood`` (the discretised logistic over 8-bit pixels), ``estimators``
+   (score function, NVIL, VIMCO, Gumbel-softmax), ``metrics`` (bits/dim), ``distributed`` (the few
+   ``torch.distributed`` calls with which the quantisers keep their codebooks equal across
+   processes); ``audio.fsdd`` (the Free Spoken Digit Dataset) and ``audio.spectrogram`` (log-mels
+   and Griffin-Lim).
+2. **``quantizers/``:** one interface (``base``: ``Quantizer``, ``QuantizerOutput``), nearest-code
+   search (``nearest``), ``kmeans``, the rotation trick (``rotation``), Chapter 04/05's VQ and EMA
+   quantisers (``vq``), and Chapter 09's ``fsq``, ``lfq`` and ``residual``.
+3. **Models**, each built from a config dataclass: ``vae`` (Gaussian VAE), ``discrete`` (categorical
+   VAE), ``vqvae`` (any quantiser), ``prior`` (the Gated PixelCNN over codes), ``pixel_decoder`` (a
+   PixelCNN over pixels as the decoder of a VAE and of a VQ-VAE, for posterior collapse), ``vqvae2``
+   (two levels); ``audio.vqvae1d`` (a 1-D VQ-VAE with a speaker-conditioned decoder),
+   ``audio.prior1d`` (a causal WaveNet-style prior over its codes), ``audio.judges`` (the log-mel
+   classifiers that score converted speech).
+4. **Using models:** ``train`` (the one training loop), ``checkpoint`` (the cache of trained models,
+   keyed by run), ``importance`` (the importance-weighted bound), ``second_stage`` (a learned prior's
+   bound for every discrete model), ``plot`` (figures), ``audio.probe`` (linear probes of codes).
+5. ``cli``: every model from the command line, ``python -m vqvae_lib`` (``__main__``) or
+   ``vqvae-train``, in one process or under torchrun (DDP).
 
 **Random numbers, one rule.** Every public function that draws random numbers for the reader
 (sampling, k-means seeding, noise, importance samples) takes ``generator=None``. ``None`` means the
@@ -43,11 +40,11 @@ Importing the package imports nothing heavy and downloads nothing.
 
 __version__ = "0.1.0"
 LAYERS = {
-    "runtime": 1, "data": 1, "nn": 1, "likelihood": 1, "nearest": 1, "estimators": 1, "metrics": 1,
-    "fsdd": 1, "audio": 1,
-    "vae": 2, "discrete": 2, "kmeans": 2, "quantize": 2, "vqvae": 2, "prior": 2, "pixel_decoder": 2,
-    "vqvae1d": 2, "prior1d": 2, "rotation": 2, "fsq": 2, "lfq": 2, "residual": 2, "vqvae2": 2,
-    "distributed": 1,
-    "train": 3, "checkpoint": 3, "importance": 3, "second_stage": 3, "plot": 3, "probe": 3,
-    "cli": 4,
+    "runtime": 1, "precision": 1, "data": 1, "blocks": 1, "likelihood": 1, "estimators": 1, "metrics": 1,
+    "distributed": 1, "audio": 1, "audio.fsdd": 1, "audio.spectrogram": 1,
+    "quantizers": 2, **{f"quantizers.{m}": 2 for m in ("base", "nearest", "kmeans", "rotation", "vq", "fsq", "lfq", "residual")},
+    "vae": 3, "discrete": 3, "vqvae": 3, "prior": 3, "pixel_decoder": 3, "vqvae2": 3,
+    "audio.vqvae1d": 3, "audio.prior1d": 3, "audio.judges": 3,
+    "train": 4, "checkpoint": 4, "importance": 4, "second_stage": 4, "plot": 4, "audio.probe": 4,
+    "cli": 5, "__main__": 5,
 }

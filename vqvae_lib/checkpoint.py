@@ -47,7 +47,10 @@ def _sha1(data: bytes) -> str:
 
 
 def _module_file(name: str) -> Path:
-    return _PACKAGE / f"{name.rsplit('.', 1)[-1]}.py"
+    """The file of ``vqvae_lib`` module ``name``: ``vqvae_lib.quantizers.vq`` -> ``quantizers/vq.py``,
+    a package -> its ``__init__.py``."""
+    path = _PACKAGE.joinpath(*name.split(".")[1:])
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
 
 def _read_source(name: str) -> str:
@@ -55,19 +58,26 @@ def _read_source(name: str) -> str:
 
 
 def imported_modules(name: str) -> set[str]:
-    """The ``vqvae_lib`` modules that module ``name`` imports (relative or absolute imports)."""
+    """The ``vqvae_lib`` modules that module ``name`` imports anywhere in its file: ``import``,
+    ``from ... import`` (absolute or relative, at any depth, of modules or of names), and
+    ``importlib.import_module("vqvae_lib...")`` with a literal name."""
+    package = name if _module_file(name).name == "__init__.py" else name.rsplit(".", 1)[0]
     found = set()
     for node in ast.walk(ast.parse(_read_source(name))):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1 and node.module:
-                found.add(f"vqvae_lib.{node.module}")
-            elif node.level == 1:
-                found.update(f"vqvae_lib.{alias.name}" for alias in node.names)
-            elif (node.module or "").startswith("vqvae_lib."):
-                found.add(node.module)
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([node.module] if node.module else []))
+            if base.startswith("vqvae_lib"):
+                found.add(base)
+                found.update(f"{base}.{alias.name}" for alias in node.names)  # `from pkg import module`
         elif isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.startswith("vqvae_lib."))
-    return {m for m in found if _module_file(m).is_file()}
+            found.update(a.name for a in node.names if a.name.startswith("vqvae_lib"))
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).startswith("vqvae_lib")):
+            found.add(node.args[0].value)
+    return {m for m in found if m != "vqvae_lib" and m != name and _module_file(m).is_file()}
 
 
 class _DropDocstrings(ast.NodeTransformer):

@@ -32,7 +32,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torchvision import datasets, transforms
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -239,3 +239,21 @@ def make_loaders(
             )
         )
     return loaders[0], loaders[1]
+
+
+@torch.no_grad()
+def encode_dataset(encode, loader, device: torch.device | str) -> TensorDataset:
+    """The paper's second stage starts here: run ``encode`` (images -> codes) once over ``loader``.
+
+    Returns a ``TensorDataset`` of ``(codes (n, H, W) int64, labels (n,))`` on the CPU, in the loader's
+    order, so the prior trains on indices and never runs the encoder again.
+    """
+    codes, labels = [], []
+    for batch in loader:
+        if not isinstance(batch, (list, tuple)) or len(batch) < 2:
+            raise ValueError("encode_dataset needs a loader of (images, labels) batches")
+        codes.append(encode(batch[0].to(device)).cpu())
+        labels.append(batch[1])
+    if not codes:
+        raise ValueError("the loader is empty")
+    return TensorDataset(torch.cat(codes), torch.cat(labels))

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import Decoder, Encoder, check_image
 from .estimators import gradient_only, gumbel_max, gumbel_noise, gumbel_softmax, nvil, score_function, temperature, vimco
 from .likelihood import discretized_logistic_mean, discretized_logistic_nll, discretized_logistic_sample, to_model_range
-from .nn import Decoder, Encoder, check_image
 
 ESTIMATORS = ("reinforce", "nvil", "vimco", "gumbel", "st_gumbel")
 

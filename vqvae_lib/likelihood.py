@@ -15,7 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .nearest import at_least_fp32
+from .precision import at_least_fp32
 
 LOG_SCALE_MIN = -7.0
 LN2 = math.log(2.0)

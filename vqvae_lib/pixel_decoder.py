@@ -4,7 +4,7 @@ The paper claims that the VQ-VAE "circumvents" posterior collapse, where the lat
 they are paired with a powerful autoregressive decoder (abstract, Sec. 4.2). To test the claim, both
 kinds of latent variable get the *same* decoder here:
 
-- a conditioning network, the paper's decoder trunk (:class:`vqvae_lib.nn.Decoder`), maps the latent
+- a conditioning network, the paper's decoder trunk (:class:`vqvae_lib.blocks.Decoder`), maps the latent
   grid ``(B, C, H/4, W/4)`` to a map ``(B, cond_channels, H, W)``;
 - a Gated PixelCNN (:class:`vqvae_lib.prior.GatedPixelCNN`, the prior's network, with
   ``num_codes=256``) models the 256 levels ``k`` of each 8-bit pixel ``x = k/255`` in raster order,
@@ -26,11 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import Decoder, Encoder, check_image
 from .likelihood import to_model_range
-from .nearest import at_least_fp32, nearest_code
-from .nn import Decoder, Encoder, check_image
+from .precision import at_least_fp32
 from .prior import GatedPixelCNN, PriorConfig
-from .quantize import VectorQuantizer
+from .quantizers.base import codes_used
+from .quantizers.vq import VectorQuantizer
 from .vae import gaussian_kl, reparameterize
 
 LEVELS = 256  # the values k of an 8-bit pixel x = k/255
@@ -168,9 +169,7 @@ class PixelVQVAE(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(B, 1, H, W)`` -> code indices ``(B, H/4, W/4)`` (int64), without updating anything."""
         check_image(x, 1, "images x")
-        z_e = self.encoder(to_model_range(x))
-        b, d, h, w = z_e.shape
-        return nearest_code(z_e.permute(0, 2, 3, 1).reshape(-1, d), self.quantizer.codebook).view(b, h, w)
+        return self.quantizer.encode_indices(self.encoder(to_model_range(x)))
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Code indices ``(B, h, w)`` -> ``z_q: (B, D, h, w)``, the decoder's input."""
@@ -189,7 +188,7 @@ class PixelVQVAE(nn.Module):
         latents = q.indices[0].numel()
         with torch.no_grad():
             nelbo = recon + latents * math.log(self.quantizer.num_codes) / dims  # KL = N log K (Sec. 3.1)
-            used = torch.tensor(float(q.indices.unique().numel()), device=x.device)
+            used = codes_used(q.indices).float()
         return {"loss": recon + latents * z_e.shape[1] / dims * q.loss, "recon": recon, "vq": q.loss,
                 "nelbo": nelbo, "perplexity": q.perplexity, "used": used}
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import TensorDataset
 
-from .nearest import at_least_fp32
+from .precision import at_least_fp32
+from .runtime import eval_mode
 
 
 def _gate(x: torch.Tensor) -> torch.Tensor:
@@ -153,6 +153,10 @@ class GatedPixelCNN(nn.Module):
                 cond: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(B, num_codes, H, W)`` of ``p(z_i | z_<i)`` at every position, in one pass."""
         self._check(indices, labels, cond)
+        return self._logits(indices, labels, cond)
+
+    def _logits(self, indices: torch.Tensor, labels: torch.Tensor | None, cond: torch.Tensor | None) -> torch.Tensor:
+        """``forward`` without the checks, for the sampling loop, whose inputs were checked once."""
         x = self.embedding(indices).permute(0, 3, 1, 2)
         v, h = x, x
         for layer in self.layers:
@@ -191,32 +195,13 @@ class GatedPixelCNN(nn.Module):
             labels = labels.to(device)
         if cond is not None:
             cond = cond.to(device)
-        was_training = self.training
-        self.eval()
         codes = torch.zeros(n, height, width, dtype=torch.long, device=device)
-        for i in range(height):
-            for j in range(width):
-                rows = None if cond is None else cond[:, :, : i + 1]
-                logits = at_least_fp32(self(codes[:, : i + 1], labels, rows)[:, :, i, j])
-                probs = torch.softmax(logits / temperature, dim=1)
-                codes[:, i, j] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        self.train(was_training)
+        self._check(codes, labels, cond)
+        with eval_mode(self):
+            for i in range(height):
+                for j in range(width):
+                    rows = None if cond is None else cond[:, :, : i + 1]
+                    logits = at_least_fp32(self._logits(codes[:, : i + 1], labels, rows)[:, :, i, j])
+                    probs = torch.softmax(logits / temperature, dim=1)
+                    codes[:, i, j] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         return codes
-
-
-@torch.no_grad()
-def encode_dataset(encode, loader, device: torch.device | str) -> TensorDataset:
-    """The paper's second stage starts here: run ``encode`` (images -> codes) once over ``loader``.
-
-    Returns a ``TensorDataset`` of ``(codes (n, H, W) int64, labels (n,))`` on the CPU, in the loader's
-    order, so the prior trains on indices and never runs the encoder again.
-    """
-    codes, labels = [], []
-    for batch in loader:
-        if not isinstance(batch, (list, tuple)) or len(batch) < 2:
-            raise ValueError("encode_dataset needs a loader of (images, labels) batches")
-        codes.append(encode(batch[0].to(device)).cpu())
-        labels.append(batch[1])
-    if not codes:
-        raise ValueError("the loader is empty")
-    return TensorDataset(torch.cat(codes), torch.cat(labels))

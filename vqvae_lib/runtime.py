@@ -1,10 +1,12 @@
-"""Seed, device and profile: the three facts that every chapter fixes in its first cell."""
+"""Seed, device and profile: the three facts that every chapter fixes in its first cell; and the
+mode a model runs in (:func:`eval_mode`)."""
 
 from __future__ import annotations
 
 import os
 import random
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -54,3 +56,14 @@ def setup(seed: int = 0) -> tuple[torch.device, str]:
     device, profile = get_device(), get_profile()
     print(f"device={device.type} profile={profile} seed={seed}")
     return device, profile
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module):
+    """Run the block with ``model`` in eval mode, then restore its mode, even if the block raises."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

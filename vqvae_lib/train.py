@@ -6,7 +6,7 @@ class-conditional prior) is called as ``loss(x, y)`` with the batch's labels. Th
 device-agnostic (it follows the model's parameters), shows a tqdm bar, records a history, and uses
 mixed precision only on CUDA. Caching a trained model is :mod:`vqvae_lib.checkpoint`'s job.
 
-Under DDP (``python -m vqvae_lib.train`` launched by torchrun, :mod:`vqvae_lib.cli`) every rank runs
+Under DDP (``python -m vqvae_lib`` launched by torchrun, :mod:`vqvae_lib.cli`) every rank runs
 this loop on its share of the data; only rank 0 shows the bar and prints, and a loader whose sampler
 has ``set_epoch`` (a ``DistributedSampler``) is told each epoch, so it reshuffles.
 """
@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .distributed import rank
+from .runtime import eval_mode
 
 
 @dataclass
@@ -64,21 +65,29 @@ def _stacked(out: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor
     return torch.stack([value.detach().float().reshape(()).to(device) for value in out.values()])
 
 
+def _record(history: History, keys: list[str], pending: list[torch.Tensor]) -> None:
+    """Append the rows of the steps in ``pending`` (logged vectors still on the device) to ``history``
+    with one host sync for all of them, and empty ``pending``."""
+    if pending:
+        first = len(history.train) + 1
+        history.train.extend({"step": first + i, **dict(zip(keys, row))}
+                             for i, row in enumerate(torch.stack(pending).tolist()))
+        pending.clear()
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader) -> dict[str, float]:
     """Every entry of ``model.loss`` averaged over all examples of ``loader`` (in eval mode).
 
     Each batch is weighted by its number of examples, so a short last batch counts for what it holds.
     """
-    was_training = model.training
-    model.eval()
     device, keys, totals, count = model_device(model), None, None, 0
-    for batch in loader:
-        out, n = _batch_loss(model, batch, device)
-        values = _stacked(out, device) * n
-        keys, totals = list(out), values if totals is None else totals + values
-        count += n
-    model.train(was_training)
+    with eval_mode(model):
+        for batch in loader:
+            out, n = _batch_loss(model, batch, device)
+            values = _stacked(out, device) * n
+            keys, totals = list(out), values if totals is None else totals + values
+            count += n
     if count == 0:
         raise ValueError("the evaluation loader is empty")
     return dict(zip(keys, (totals / count).tolist()))
@@ -121,6 +130,7 @@ def fit(
     scaler: torch.amp.GradScaler | None = None,
     history: History | None = None,
     after_epoch=None,
+    log_every: int = 50,
 ) -> History:
     """Train ``model`` for ``epochs`` passes with Adam at ``lr`` (or with ``optimizer``, then ``lr`` is unused).
 
@@ -132,9 +142,13 @@ def fit(
     the model is on CUDA.
     To resume, pass the saved ``history`` (training continues after its last epoch), ``optimizer``
     and ``scaler``; ``after_epoch(epoch, history)`` runs after each epoch (the CLI saves there).
+    Every step's metrics are recorded, but read back from the device ``log_every`` steps at a time
+    (and at each epoch's end), so a GPU is not stopped after every step to hand over a few numbers.
     """
     if epochs < 1 or len(train_loader) == 0:
         raise ValueError(f"need at least one epoch and one batch, got epochs={epochs}, batches={len(train_loader)}")
+    if log_every < 1:
+        raise ValueError(f"log_every must be a positive number of steps, got {log_every}")
     if optimizer is None and lr is None:
         raise ValueError("give lr (for the default Adam) or an optimizer")
     device = model_device(model)
@@ -143,7 +157,7 @@ def fit(
     scaler = scaler or torch.amp.GradScaler("cuda", enabled=precision == torch.float16)
     history = history or History()
     done = len(history.train) // len(train_loader)  # whole epochs already trained
-    step, start, seconds_before = len(history.train), time.perf_counter(), history.seconds
+    start, seconds_before, pending = time.perf_counter(), history.seconds, []
     main = rank() == 0
     model.train()
     bar = tqdm(total=(epochs - done) * len(train_loader), desc=desc, leave=False,
@@ -158,15 +172,17 @@ def fit(
             scaler.scale(out["loss"]).backward()
             scaler.step(optimizer)
             scaler.update()
-            step += 1
-            row = {"step": step, **dict(zip(out, _stacked(out, device).tolist()))}
-            history.train.append(row)
+            keys = list(out)
+            pending.append(_stacked(out, device))
+            if len(pending) == log_every:
+                _record(history, keys, pending)
+                bar.set_postfix(loss=f"{history.train[-1]['loss']:.4f}")
             bar.update(1)
-            bar.set_postfix(loss=f"{row['loss']:.4f}")
-        line = f"epoch {epoch}/{epochs}  train loss {row['loss']:.4f}"
+        _record(history, keys, pending)
+        line = f"epoch {epoch}/{epochs}  train loss {history.train[-1]['loss']:.4f}"
         if test_loader is not None:
             test = evaluate(model, test_loader)
-            history.test.append({"step": step, "epoch": epoch, **test})
+            history.test.append({"step": len(history.train), "epoch": epoch, **test})
             line += f"  test loss {test['loss']:.4f}"
         history.seconds = seconds_before + time.perf_counter() - start
         if main:
@@ -175,9 +191,3 @@ def fit(
             after_epoch(epoch, history)
     bar.close()
     return history
-
-
-if __name__ == "__main__":  # python -m vqvae_lib.train: the command line, which sits above this loop (cli.py)
-    import importlib
-
-    importlib.import_module("vqvae_lib.cli").main()

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .blocks import Decoder, Encoder, check_image
 from .likelihood import discretized_logistic_mean, discretized_logistic_nll, discretized_logistic_sample, to_model_range
-from .nearest import at_least_fp32
-from .nn import Decoder, Encoder, check_image
+from .precision import at_least_fp32
 
 
 @dataclass(frozen=True)

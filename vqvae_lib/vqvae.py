@@ -13,14 +13,15 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
+from .blocks import Decoder, Encoder, check_image
 from .likelihood import discretized_logistic_mean, discretized_logistic_nll, to_model_range
 from .metrics import uniform_prior_nats
-from .fsq import FiniteScalarQuantizer
-from .lfq import LookupFreeQuantizer
-from .nn import Decoder, Encoder, check_image
-from .quantize import VectorQuantizer, VectorQuantizerEMA
-from .residual import ResidualVectorQuantizer
-from .rotation import check_gradient
+from .quantizers.base import Quantizer, codes_used
+from .quantizers.fsq import FiniteScalarQuantizer
+from .quantizers.lfq import LookupFreeQuantizer
+from .quantizers.residual import ResidualVectorQuantizer
+from .quantizers.rotation import check_gradient
+from .quantizers.vq import VectorQuantizer, VectorQuantizerEMA
 
 QUANTIZERS = ("vq", "ema", "fsq", "rvq", "lfq")
 _AIDS = {"kmeans_init", "restart_after", "gradient", "sync"}  # what every codebook quantiser takes
@@ -123,7 +124,7 @@ def _stage_fields(quantizer: str, rvq_stage: str) -> set[str]:
     return ACTING_FIELDS[rvq_stage] - _AIDS - {"beta"} if quantizer == "rvq" else set()
 
 
-def build_quantizer(config: VQVAEConfig) -> nn.Module:
+def build_quantizer(config: VQVAEConfig) -> Quantizer:
     """The quantiser that ``config`` names, given every field that acts for it."""
     aids = dict(kmeans_init=config.kmeans_init, restart_after=config.restart_after, gradient=config.gradient)
     vq = dict(init_scale=config.init_scale)
@@ -193,9 +194,8 @@ class VQVAE(nn.Module):
         with torch.no_grad():
             nelbo = recon + uniform_prior_nats(latents, self.num_codes) / dims
             mse = (discretized_logistic_mean(mean) - x).pow(2).mean()
-            used = torch.tensor(float(q.indices.unique().numel()), device=x.device)
-            dead_codes = getattr(self.quantizer, "dead_codes", lambda: 0)  # a quantiser without a codebook has none
-            dead = torch.tensor(float(dead_codes()), device=x.device)
+            used = codes_used(q.indices).float()
+            dead = self.quantizer.dead_codes().to(x.device, torch.float32)
             z_e_norm = z_e.detach().float().pow(2).sum(1).sqrt().mean()
         return {"loss": recon + vq_weight * q.loss, "recon": recon, "vq": q.loss, "nelbo": nelbo, "mse": mse,
                 "perplexity": q.perplexity, "used": used, "dead": dead, "z_e_norm": z_e_norm}

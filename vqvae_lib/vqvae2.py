@@ -27,11 +27,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .blocks import Decoder, Encoder, ResidualBlock, check_image
 from .likelihood import discretized_logistic_mean, discretized_logistic_nll, to_model_range
 from .metrics import uniform_prior_nats
-from .nearest import nearest_code
-from .nn import Decoder, Encoder, ResidualBlock, check_image
-from .quantize import VectorQuantizer, VectorQuantizerEMA
+from .quantizers.base import codes_used
+from .quantizers.vq import VectorQuantizer, VectorQuantizerEMA
 
 QUANTIZERS = ("vq", "ema")
 
@@ -140,8 +140,7 @@ class VQVAE2(nn.Module):
                 uniform_prior_nats(n_bottom, self.config.num_codes_bottom)
             nelbo = recon + prior / dims
             mse = (discretized_logistic_mean(mean) - x).pow(2).mean()
-            used = torch.tensor(float(q_bottom.indices.unique().numel()), device=x.device)
-            used_top = torch.tensor(float(q_top.indices.unique().numel()), device=x.device)
+            used, used_top = codes_used(q_bottom.indices).float(), codes_used(q_top.indices).float()
         return {"loss": recon + vq_terms, "recon": recon, "vq": q_bottom.loss, "vq_top": q_top.loss,
                 "nelbo": nelbo, "mse": mse, "perplexity": q_bottom.perplexity,
                 "perplexity_top": q_top.perplexity, "used": used, "used_top": used_top}
@@ -152,15 +151,10 @@ class VQVAE2(nn.Module):
         (28 x 28: 4 x 4 and 7 x 7)."""
         check_image(x, self.in_channels)
         h = self.encoder(to_model_range(x))
-        # The nearest codes directly, not the quantisers' forward: encoding must never update a codebook.
-        top = self._nearest(self.top_encoder(h), self.top_quantizer)
+        # Not the quantisers' forward: encoding must never update a codebook.
+        top = self.top_quantizer.encode_indices(self.top_encoder(h))
         u = self._decode_top(self.top_quantizer.lookup(top), h.shape[-2:])
-        return top, self._nearest(self.bottom_in(torch.cat([h, u], dim=1)), self.bottom_quantizer)
-
-    @staticmethod
-    def _nearest(z_e: torch.Tensor, quantizer: nn.Module) -> torch.Tensor:
-        b, d, h, w = z_e.shape
-        return nearest_code(z_e.permute(0, 2, 3, 1).reshape(-1, d), quantizer.codebook).view(b, h, w)
+        return top, self.bottom_quantizer.encode_indices(self.bottom_in(torch.cat([h, u], dim=1)))
 
     @torch.no_grad()
     def decode(self, top: torch.Tensor, bottom: torch.Tensor) -> torch.Tensor:

@@ -2,81 +2,22 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .distributed import all_reduce_sum_, broadcast_, gather_rows, is_distributed
+from ..distributed import all_reduce_sum_, broadcast_, gather_rows, is_distributed
+from ..precision import at_least_fp32
+from .base import Quantizer, QuantizerOutput, check_indices, check_z_e, perplexity_of_counts
 from .kmeans import kmeans
-from .nearest import at_least_fp32, nearest_code
+from .nearest import nearest_code
 from .rotation import check_gradient, rotate_to
 
 
-@dataclass
-class QuantizerOutput:
-    """What a quantiser returns. Shapes for ``z_e: (B, D, H, W)``."""
-
-    z_q: torch.Tensor  # (B, D, H, W): nearest codes forward; backward, identity (or rotated) gradient to z_e
-    loss: torch.Tensor  # scalar: codebook term + beta * commitment term
-    indices: torch.Tensor  # (B, H, W) int64
-    perplexity: torch.Tensor  # scalar: exp(entropy of the batch's code usage)
-
-
-def perplexity(indices: torch.Tensor, num_codes: int) -> torch.Tensor:
-    """``exp(-sum_k p_k log p_k)`` for the code frequencies ``p_k`` in ``indices``.
-
-    It is the number of equally used codes that would give the same entropy: 1 when every vector
-    takes the same code, ``num_codes`` when all are used equally. Only the codes that occur are
-    counted (unused codes add 0 log 0 = 0), so memory does not grow with ``num_codes``. An empty
-    ``indices`` has no code frequencies, so it raises a ValueError rather than return NaN.
-    """
-    if indices.numel() == 0:
-        raise ValueError("perplexity needs at least one code index; got an empty tensor")
-    return perplexity_of_counts(torch.unique(indices, return_counts=True)[1])
-
-
-def perplexity_of_counts(counts: torch.Tensor) -> torch.Tensor:
-    """``exp(-sum_k p_k log p_k)`` with ``p_k = counts_k / sum(counts)``; zero counts contribute nothing."""
-    p = counts.float() / counts.sum()
-    return torch.exp(-torch.sum(p * torch.log(p.clamp(min=1e-12))))
-
-
-def check_z_e(z_e: torch.Tensor, code_dim: int) -> None:
-    """Raise a ValueError a student can act on unless ``z_e`` is a float (B, code_dim, H, W) tensor."""
-    if not torch.is_tensor(z_e) or not z_e.is_floating_point():
-        kind = z_e.dtype if torch.is_tensor(z_e) else type(z_e).__name__
-        raise ValueError(f"expected z_e to be a floating-point tensor of shape (B, {code_dim}, H, W), got {kind}")
-    if z_e.dim() != 4 or z_e.shape[1] != code_dim:
-        raise ValueError(f"expected z_e of shape (B, {code_dim}, H, W) with code_dim={code_dim} channels, "
-                         f"got {tuple(z_e.shape)}")
-    if z_e.numel() == 0:
-        raise ValueError(f"expected at least one encoder vector, got z_e of shape {tuple(z_e.shape)} (an empty batch)")
-
-
-def check_no_nan(z_e: torch.Tensor, quantizer: str) -> None:
-    """Raise a ValueError if ``z_e`` holds a NaN, which ``quantizer`` cannot map to any code."""
-    if torch.isnan(z_e).any():
-        raise ValueError(f"z_e holds {int(torch.isnan(z_e).sum())} NaN values, which {quantizer} cannot quantise: "
-                         "the encoder's output is broken (a diverged run, or an fp16 overflow: try bf16 or fp32)")
-
-
-def check_indices(indices: torch.Tensor, num_codes: int, where: str = "") -> None:
-    """Raise a ValueError unless ``indices`` is an int64 ``(B, H, W)`` grid of codes in ``0..num_codes - 1``;
-    ``where`` says where ``num_codes`` comes from (shown in the message)."""
-    if not torch.is_tensor(indices) or indices.dtype != torch.int64 or indices.dim() != 3:
-        kind = f"{indices.dtype} {tuple(indices.shape)}" if torch.is_tensor(indices) else type(indices).__name__
-        raise ValueError(f"expected int64 indices of shape (B, H, W), got {kind}")
-    if indices.numel() and (indices.min() < 0 or indices.max() >= num_codes):
-        raise ValueError(f"indices must lie in 0..{num_codes - 1}{where}")
-
-
-class _CodebookQuantizer(nn.Module):
+class _CodebookQuantizer(Quantizer):
     """What both quantisers share: nearest-code lookup, the output's gradient, perplexity, the
-    interface every quantiser of the book has (``num_codes``, ``code_dim``, ``bits``,
-    ``encode_indices``, ``lookup``), and the two optional training aids of Chapter 05, off by default:
+    interface every quantiser of the book has (base.py), and the two optional training aids of
+    Chapter 05, off by default:
 
     - ``kmeans_init``: on the first training batch, replace the codebook by k-means centroids of
       that batch's encoder outputs (needs at least ``num_codes`` vectors in the batch);
@@ -112,14 +53,9 @@ class _CodebookQuantizer(nn.Module):
         self.register_buffer("initialised", torch.tensor(not kmeans_init))
         self.register_buffer("idle_steps", torch.zeros(num_codes, dtype=torch.int64))
 
-    @property
-    def bits(self) -> float:
-        """Bits per latent position: log2 of the number of distinct indices, ``log2 K``."""
-        return math.log2(self.num_codes)
-
-    def dead_codes(self, idle_for: int = 100) -> int:
-        """How many codes no training batch has chosen in the last ``idle_for`` batches."""
-        return int((self.idle_steps >= idle_for).sum())
+    def dead_codes(self, idle_for: int = 100) -> torch.Tensor:
+        """How many codes no training batch has chosen in the last ``idle_for`` batches (0-d tensor)."""
+        return (self.idle_steps >= idle_for).sum()
 
     def _set_codes(self, which: torch.Tensor, vectors: torch.Tensor) -> None:
         # A loss-trained code keeps its Adam moments: while dead its gradient was zero, so the first

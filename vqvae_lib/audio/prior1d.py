@@ -22,6 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..precision import at_least_fp32
+from ..runtime import eval_mode
+
 
 @dataclass(frozen=True)
 class Prior1DConfig:
@@ -124,7 +127,7 @@ class WaveNetPrior(nn.Module):
 
     def loss(self, codes: torch.Tensor, speaker: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``-log p(z | speaker)`` averaged over codes, in nats (``loss``) and bits."""
-        nll = F.cross_entropy(self(codes, speaker).float(), codes)
+        nll = F.cross_entropy(at_least_fp32(self(codes, speaker)), codes)
         return {"loss": nll, "bits": nll.detach() / math.log(2.0)}
 
     @torch.no_grad()
@@ -142,12 +145,12 @@ class WaveNetPrior(nn.Module):
             speaker = torch.full((n,), speaker, dtype=torch.long)
         if speaker is not None:
             speaker = speaker.to(device)
-        was_training = self.training
-        self.eval()
         codes = torch.zeros(n, length, dtype=torch.long, device=device)
-        for t in range(length):
-            logits = self(codes[:, : t + 1], speaker)[:, :, t].float()
-            probs = torch.softmax(logits / temperature, dim=1)
-            codes[:, t] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        self.train(was_training)
+        self._check(codes, speaker)  # once: the loop below feeds the network only codes it drew itself
+        with eval_mode(self):
+            for t in range(length):
+                embedded = self.embedding(codes[:, : t + 1]).transpose(1, 2)
+                logits = at_least_fp32(self.logits_from_embedded(embedded, speaker)[:, :, t])
+                probs = torch.softmax(logits / temperature, dim=1)
+                codes[:, t] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         return codes

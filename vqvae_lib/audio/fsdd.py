@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import DataCorruptError, DataUnavailableError, data_root, network_available
+from ..data import DataCorruptError, DataUnavailableError, data_root, network_available
 
 RELEASE = "v1.0.10"
 ARCHIVE_URL = f"https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/{RELEASE}.tar.gz"
@@ -45,7 +45,7 @@ SAMPLE_RATE = 8000
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")  # sorted; a speaker id indexes this
 NUM_DIGITS, NUM_TAKES = 10, 50
 SPLIT_TAKES = {"test": tuple(range(0, 5)), "train": tuple(range(5, NUM_TAKES)), "all": tuple(range(NUM_TAKES))}
-_CHECKOUT = Path(__file__).resolve().parents[1]
+_CHECKOUT = Path(__file__).resolve().parents[2]  # the repository: vqvae_lib/audio/fsdd.py -> ../../
 REPOSITORY_COPY = _CHECKOUT / "data" / "fsdd"
 
 

@@ -9,7 +9,7 @@ Ours is a miniature of that idea, not of its sizes (our choices throughout): the
 normalised log-mel spectrogram ``x: (B, n_mels, T)`` (:mod:`vqvae_lib.audio`), not samples; the
 encoder halves time ``downsample`` times with 4-wide stride-2 convolutions, ``T' = T / 2**downsample``;
 each of the ``T'`` vectors ``z_e`` is replaced by its nearest code by the book's
-:class:`~vqvae_lib.quantize.VectorQuantizer` (the sequence is quantised as a ``(B, D, 1, T')`` grid);
+:class:`~vqvae_lib.quantizers.VectorQuantizer` (the sequence is quantised as a ``(B, D, 1, T')`` grid);
 the decoder mirrors the encoder with transposed convolutions, and a learned speaker embedding is
 added to its hidden activation at every time step of every resolution. The decoder is a plain
 convolutional regressor, not a WaveNet, and the reconstruction term is the mean squared error of the
@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nearest import nearest_code
-from .quantize import VectorQuantizer, VectorQuantizerEMA
+from ..quantizers.base import codes_used
+from ..quantizers.vq import VectorQuantizer, VectorQuantizerEMA
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ class VQVAE1D(nn.Module):
         q = self.quantizer(z_e.unsqueeze(2))  # the sequence as a (B, D, 1, T') grid
         x_hat = self.decoder(q.z_q.squeeze(2), self._speaker(speaker))
         recon = F.mse_loss(x_hat, x)
-        used = torch.tensor(float(q.indices.unique().numel()), device=x.device)
+        used = codes_used(q.indices).float()
         return {"loss": recon + q.loss, "recon": recon, "vq": q.loss, "perplexity": q.perplexity, "used": used}
 
     @torch.no_grad()
@@ -183,9 +183,7 @@ class VQVAE1D(nn.Module):
         """Log-mels ``(B, n_mels, T)`` -> code indices ``(B, T')`` (int64). Never updates a codebook."""
         if self.quantizer is None:
             raise ValueError("a continuous autoencoder (quantize=False) has no codes: use encode_z_e")
-        z_e = self.encode_z_e(x)
-        b, d, t = z_e.shape
-        return nearest_code(z_e.transpose(1, 2).reshape(-1, d), self.quantizer.codebook).view(b, t)
+        return self.quantizer.encode_indices(self.encode_z_e(x).unsqueeze(2)).squeeze(1)
 
     @torch.no_grad()
     def decode(self, indices: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:

@@ -7,14 +7,15 @@ import math
 import torch
 from torch import nn
 
-from .distributed import broadcast_, is_distributed
-from .quantize import QuantizerOutput, VectorQuantizer, VectorQuantizerEMA, check_z_e, perplexity
+from ..distributed import broadcast_, is_distributed
+from .base import Quantizer, QuantizerOutput, check_z_e, perplexity
 from .rotation import check_gradient, rotate_to
+from .vq import VectorQuantizer, VectorQuantizerEMA
 
 STAGE_QUANTIZERS = {"vq": VectorQuantizer, "ema": VectorQuantizerEMA}
 
 
-class ResidualVectorQuantizer(nn.Module):
+class ResidualVectorQuantizer(Quantizer):
     """S quantisers in a chain: stage 1 quantises z_e, stage s the residual the stages before it left,
 
         r_1 = z_e,    e_s = Q_s(r_s),    r_{s+1} = r_s - e_s,    z_q = e_1 + ... + e_S    (Algorithm 1)
@@ -60,7 +61,7 @@ class ResidualVectorQuantizer(nn.Module):
 
     @property
     def sync(self) -> bool:
-        """Whether the stages keep their codebooks equal across DDP ranks (see quantize.py)."""
+        """Whether the stages keep their codebooks equal across DDP ranks (see vq.py)."""
         return all(stage.sync for stage in self.stages)
 
     @sync.setter
@@ -73,7 +74,7 @@ class ResidualVectorQuantizer(nn.Module):
         """Bits per latent position: ``S log2 K``."""
         return self.num_stages * math.log2(self.num_codes)
 
-    def dead_codes(self, idle_for: int = 100) -> int:
+    def dead_codes(self, idle_for: int = 100) -> torch.Tensor:
         """Codes, summed over the stages, that no training batch has chosen in the last ``idle_for`` batches."""
         return sum(stage.dead_codes(idle_for) for stage in self.stages)
 

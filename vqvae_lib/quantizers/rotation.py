@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .nearest import at_least_fp32, autocast_off
+from ..precision import at_least_fp32, autocast_off
 
 GRADIENTS = ("straight_through", "rotation")
 

@@ -14,10 +14,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from .nearest import at_least_fp32, autocast_off
-from .quantize import QuantizerOutput, check_indices, check_no_nan, check_z_e, perplexity_of_counts
+from ..precision import at_least_fp32, autocast_off
+from .base import Quantizer, QuantizerOutput, check_indices, check_no_nan, check_z_e, perplexity_of_counts
 
 MAX_EXACT_CODE_DIM = 12  # the exact batch entropy builds an (N, 2^D) matrix: 4096 codes at most
 
@@ -57,7 +55,7 @@ def factorised_marginal_entropy(z: torch.Tensor, temperature: float = 1.0) -> to
     return -(torch.xlogy(p, p) + torch.xlogy(1 - p, 1 - p)).sum()
 
 
-class LookupFreeQuantizer(nn.Module):
+class LookupFreeQuantizer(Quantizer):
     """Quantise each channel of ``z_e: (B, D, H, W)`` to its sign (paper Sec. 3.1), straight through.
 
     ``z_q = sign(z_e)`` in {-1, +1} (0 goes to +1), with the identity gradient to z_e; the index,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .nearest import at_least_fp32, nearest_code
+from ..precision import at_least_fp32
+from .nearest import nearest_code
 
 
 @torch.no_grad()

@@ -7,10 +7,8 @@ import numbers
 from collections.abc import Sequence
 
 import torch
-from torch import nn
-
-from .nearest import at_least_fp32, autocast_off
-from .quantize import QuantizerOutput, check_indices, check_no_nan, check_z_e, perplexity
+from ..precision import at_least_fp32, autocast_off
+from .base import Quantizer, QuantizerOutput, check_indices, check_no_nan, check_z_e, perplexity
 
 # The paper's level sets for a codebook of about 2^bits codes (Sec. 4.1), keyed by bits.
 RECOMMENDED_LEVELS = {8: (8, 6, 5), 10: (8, 5, 5, 5), 12: (7, 5, 5, 5, 5), 14: (8, 8, 8, 6, 5), 16: (8, 8, 8, 5, 5, 5)}
@@ -18,7 +16,7 @@ RECOMMENDED_LEVELS = {8: (8, 6, 5), 10: (8, 5, 5, 5), 12: (7, 5, 5, 5, 5), 14: (
 _EPS = 1e-3  # the reference code's widening of the bound: the two outer bins are not half-width
 
 
-class FiniteScalarQuantizer(nn.Module):
+class FiniteScalarQuantizer(Quantizer):
     """Bound each of the D = len(levels) channels to L_d values and round it (FSQ, paper Sec. 3).
 
     The paper bounds channel d with ``f(z) = floor(L/2) tanh(z)`` and rounds; that gives L values only
@@ -53,11 +51,6 @@ class FiniteScalarQuantizer(nn.Module):
         # float, so that .double() converts it: lookup returns codes in the module's dtype
         self.register_buffer("_half_width", torch.tensor([n // 2 for n in levels], dtype=torch.float32),
                              persistent=False)
-
-    @property
-    def bits(self) -> float:
-        """Bits per latent, log2(num_codes)."""
-        return math.log2(self.num_codes)
 
     @property
     def implicit_codebook(self) -> torch.Tensor:
