@@ -166,3 +166,24 @@ def test_encode_indices_are_the_forward_indices_and_change_no_state_even_in_trai
     assert torch.equal(indices, vq.eval()(z_e).indices)
     with pytest.raises(ValueError, match=r"expected z_e of shape \(B, 8, H, W\)"):
         vq.encode_indices(torch.zeros(2, 3, 4, 4))
+
+
+def test_codes_used_counts_distinct_indices_without_a_count_per_code():
+    from vqvae_lib.quantizers import codes_used
+
+    indices = torch.randint(0, 50, (4, 7, 7), generator=torch.Generator().manual_seed(0))
+    assert int(codes_used(indices)) == len(indices.unique())
+    assert int(codes_used(torch.full((2, 3, 3), 10**15))) == 1
+
+
+def test_every_quantiser_has_the_one_interface_and_reports_dead_codes_as_a_tensor():
+    from vqvae_lib.quantizers import (FiniteScalarQuantizer, LookupFreeQuantizer, Quantizer, ResidualVectorQuantizer,
+                                      VectorQuantizer, VectorQuantizerEMA)
+
+    for q in (VectorQuantizer(8, 4), VectorQuantizerEMA(8, 4), ResidualVectorQuantizer(2, 8, 4),
+              FiniteScalarQuantizer((3, 3, 2, 2)), LookupFreeQuantizer(4)):
+        assert isinstance(q, Quantizer) and q.code_dim == 4 and q.bits > 0
+        dead = q.dead_codes()
+        assert torch.is_tensor(dead) and dead.dim() == 0
+        z_e = torch.randn(2, 4, 3, 3)
+        assert torch.equal(q.encode_indices(z_e), q(z_e).indices)

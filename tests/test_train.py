@@ -121,3 +121,19 @@ def test_bf16_autocast_trains_and_keeps_the_ema_codebook_fp32():
 def test_an_amp_this_device_cannot_do_is_refused(amp, message):
     with pytest.raises(ValueError, match=message):
         train.autocast_dtype(amp, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("log_every", [1, 3, 50])
+def test_reading_metrics_back_in_groups_records_every_step_the_same(log_every):
+    from vqvae_lib.vqvae import VQVAE, VQVAEConfig
+
+    histories = []
+    for every in (1, log_every):
+        torch.manual_seed(0)
+        model = VQVAE(VQVAEConfig(num_codes=8, code_dim=4, hidden=8, res_hidden=4))
+        x = torch.rand(40, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+        loader = DataLoader(TensorDataset(x, torch.zeros(40)), batch_size=8)
+        histories.append(train.fit(model, loader, epochs=2, lr=1e-3, test_loader=loader, log_every=every))
+    assert histories[0].train == histories[1].train and len(histories[1].train) == 10
+    assert [row["step"] for row in histories[1].train] == list(range(1, 11))
+    assert histories[0].test == histories[1].test and histories[1].test[-1]["step"] == 10

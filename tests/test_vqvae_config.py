@@ -78,3 +78,20 @@ def test_only_acting_fields_enter_the_checkpoint_key():
     assert "decay" not in keyed and "levels" not in keyed
     every = {f.name for f in fields(VQVAEConfig)}
     assert all(fields_ <= every for fields_ in ACTING_FIELDS.values())
+
+
+@pytest.mark.parametrize("make", [lambda: VQVAEConfig(hidden=0), lambda: VQVAEConfig(code_dim=-1),
+                                  lambda: VQVAEConfig(num_codes=2.5)], ids=["hidden", "code_dim", "num_codes"])
+def test_sizes_must_be_positive_integers(make):
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        make()
+
+
+def test_the_vae_and_the_prior_check_their_sizes_too():
+    from vqvae_lib.prior import PriorConfig
+    from vqvae_lib.vae import VAEConfig
+
+    with pytest.raises(ValueError, match=r"VAEConfig.hidden must be a positive integer, got 0"):
+        VAEConfig(hidden=0)
+    with pytest.raises(ValueError, match=r"PriorConfig.channels"):
+        PriorConfig(channels=0)

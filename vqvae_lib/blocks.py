@@ -87,3 +87,11 @@ class Decoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         check_image(z, self.in_channels, "latents z")
         return self.net(z)
+
+
+def check_sizes(config, *names: str) -> None:
+    """Raise a ValueError naming the first of ``config``'s size fields ``names`` that is not a positive integer."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{type(config).__name__}.{name} must be a positive integer, got {value!r}")

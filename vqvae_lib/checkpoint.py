@@ -33,7 +33,7 @@ from torch.utils.data import RandomSampler, Subset, TensorDataset
 from .train import History, fit, model_device
 
 _PACKAGE = Path(__file__).parent
-_ALWAYS = ("vqvae_lib.train", "vqvae_lib.checkpoint", "vqvae_lib.data")  # they shape every run
+_MODULES_OF_EVERY_RUN = ("vqvae_lib.train", "vqvae_lib.checkpoint", "vqvae_lib.data")  # they shape every run
 
 
 def checkpoint_dir() -> Path:
@@ -139,7 +139,7 @@ def run_key(model: torch.nn.Module, train_loader, *, epochs: int, lr: float, see
         raise TypeError(f"{type(model).__name__} has no config dataclass (model.config); build the model from one, "
                         "e.g. VQVAE(VQVAEConfig(...)), so that the checkpoint key can name every setting")
     modules = {type(m).__module__ for m in model.modules() if type(m).__module__.startswith("vqvae_lib.")}
-    code = {name: code_fingerprint(_read_source(name)) for name in _closure(modules | set(_ALWAYS))}
+    code = {name: code_fingerprint(_read_source(name)) for name in _closure(modules | set(_MODULES_OF_EVERY_RUN))}
     return {
         "model": f"{type(model).__module__}.{type(model).__qualname__}",
         "config": config.acting_fields() if hasattr(config, "acting_fields") else asdict(config),
@@ -151,7 +151,7 @@ def run_key(model: torch.nn.Module, train_loader, *, epochs: int, lr: float, see
     }
 
 
-def _plain(key: dict | None) -> dict | None:
+def _as_json(key: dict | None) -> dict | None:
     return None if key is None else json.loads(json.dumps(key, sort_keys=True))
 
 
@@ -199,7 +199,7 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, history: History, 
     of the same path never share a temporary file (the last rename wins, whole)."""
     path = Path(path)
     check_writable(path.parent)
-    state = {"model": model.state_dict(), "history": asdict(history), "key": _plain(key), "rng": rng}
+    state = {"model": model.state_dict(), "history": asdict(history), "key": _as_json(key), "rng": rng}
     handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
         with os.fdopen(handle, "wb") as file:
@@ -234,7 +234,7 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, key: dict | None =
     With ``key``, the key stored in the file must equal it, or a ValueError names what differs.
     """
     state = read_checkpoint(path)
-    key, stored = _plain(key), state.get("key") or {}
+    key, stored = _as_json(key), state.get("key") or {}
     if key is not None and stored != key:
         differ = sorted(k for k in set(key) | set(stored) if stored.get(k) != key.get(k))
         raise ValueError(f"checkpoint {path} was made by a different run (it differs in {differ}); "

@@ -201,13 +201,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _plain(rest: str) -> str:
+def _plain_text(rest: str) -> str:
     """reST as plain text (for --help): ``literals`` and :func:`roles` keep their words, lose their marks."""
     return re.sub(r"(:\w+:)?`+([^`]*)`+", r"\2", rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="vqvae-train", description=_plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="vqvae-train", description=_plain_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", choices=sorted(MODELS), help="which of the book's models to train")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a config field (repeatable)")
     p.add_argument("--dataset", default="fashion_mnist", choices=sorted(DATASETS), help="images (vae, vqvae)")

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import check_sizes
 from .precision import at_least_fp32
 from .runtime import eval_mode
 
@@ -95,6 +96,7 @@ class PriorConfig:
     cond_channels: int | None = None
 
     def __post_init__(self):
+        check_sizes(self, "channels", "kernel_size")
         if self.num_codes < 2 or self.num_layers < 1:
             raise ValueError(f"need num_codes >= 2 and num_layers >= 1, got {self.num_codes} and {self.num_layers}")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .blocks import Decoder, Encoder, check_image
+from .blocks import Decoder, Encoder, check_image, check_sizes
 from .likelihood import discretized_logistic_mean, discretized_logistic_nll, discretized_logistic_sample, to_model_range
 from .precision import at_least_fp32
 
@@ -26,6 +26,9 @@ class VAEConfig:
     latent_channels: int = 4
     hidden: int = 64
     res_hidden: int = 32
+
+    def __post_init__(self):
+        check_sizes(self, "in_channels", "image_size", "latent_channels", "hidden", "res_hidden")
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

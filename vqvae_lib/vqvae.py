@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
-from .blocks import Decoder, Encoder, check_image
+from .blocks import Decoder, Encoder, check_image, check_sizes
 from .likelihood import discretized_logistic_mean, discretized_logistic_nll, to_model_range
 from .metrics import uniform_prior_nats
 from .quantizers.base import Quantizer, codes_used
@@ -86,6 +86,7 @@ class VQVAEConfig:
     sync: bool = True  # vq, ema, rvq under DDP
 
     def __post_init__(self):
+        check_sizes(self, "in_channels", "num_codes", "code_dim", "hidden", "res_hidden")
         check_gradient(self.gradient)
         if self.vq_terms not in VQ_TERMS:
             raise ValueError(f"unknown vq_terms {self.vq_terms!r}; expected one of {VQ_TERMS}")
@@ -126,7 +127,7 @@ def _stage_fields(quantizer: str, rvq_stage: str) -> set[str]:
 
 def build_quantizer(config: VQVAEConfig) -> Quantizer:
     """The quantiser that ``config`` names, given every field that acts for it."""
-    aids = dict(kmeans_init=config.kmeans_init, restart_after=config.restart_after, gradient=config.gradient)
+    training_aids = dict(kmeans_init=config.kmeans_init, restart_after=config.restart_after, gradient=config.gradient)
     vq = dict(init_scale=config.init_scale)
     ema = dict(decay=config.decay, eps=config.eps)
     if config.quantizer == "fsq":
@@ -135,11 +136,11 @@ def build_quantizer(config: VQVAEConfig) -> Quantizer:
         return LookupFreeQuantizer(config.code_dim, entropy_weight=config.entropy_weight, commitment_weight=config.beta)
     if config.quantizer == "rvq":
         quantizer = ResidualVectorQuantizer(config.num_stages, config.num_codes, config.code_dim, config.beta,
-                                            quantizer=config.rvq_stage, **aids, **(vq if config.rvq_stage == "vq" else ema))
+                                            quantizer=config.rvq_stage, **training_aids, **(vq if config.rvq_stage == "vq" else ema))
     elif config.quantizer == "ema":
-        quantizer = VectorQuantizerEMA(config.num_codes, config.code_dim, config.beta, **ema, **aids)
+        quantizer = VectorQuantizerEMA(config.num_codes, config.code_dim, config.beta, **ema, **training_aids)
     else:
-        quantizer = VectorQuantizer(config.num_codes, config.code_dim, config.beta, **vq, **aids)
+        quantizer = VectorQuantizer(config.num_codes, config.code_dim, config.beta, **vq, **training_aids)
     quantizer.sync = config.sync
     return quantizer
 

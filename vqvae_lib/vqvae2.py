@@ -68,10 +68,10 @@ class VQVAE2Config:
 
 
 def _build_quantizer(config: VQVAE2Config, num_codes: int) -> nn.Module:
-    aids = dict(kmeans_init=config.kmeans_init, restart_after=config.restart_after)
+    training_aids = dict(kmeans_init=config.kmeans_init, restart_after=config.restart_after)
     if config.quantizer == "ema":
-        return VectorQuantizerEMA(num_codes, config.code_dim, config.beta, config.decay, config.eps, **aids)
-    return VectorQuantizer(num_codes, config.code_dim, config.beta, **aids)
+        return VectorQuantizerEMA(num_codes, config.code_dim, config.beta, config.decay, config.eps, **training_aids)
+    return VectorQuantizer(num_codes, config.code_dim, config.beta, **training_aids)
 
 
 def top_grid(height: int, width: int) -> tuple[int, int]:

@@ -71,7 +71,7 @@ class _CodebookQuantizer(Quantizer):
         counts = torch.bincount(indices, minlength=self.num_codes)
         return all_reduce_sum_(counts) if self._synced() else counts
 
-    def _pool_and_agree(self, flat: torch.Tensor, draw) -> torch.Tensor:
+    def _draw_on_all_ranks(self, flat: torch.Tensor, draw) -> torch.Tensor:
         """``draw(pool)`` on the encoder outputs of all ranks (this rank's alone when not
         synchronised); every rank draws, so their random streams stay in step, and rank 0's draw wins."""
         if not self._synced():
@@ -92,10 +92,10 @@ class _CodebookQuantizer(Quantizer):
         return flat[first.sort().values]
 
     @torch.no_grad()
-    def _maintain(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor):
+    def _initialise_count_and_restart(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor):
         """k-means initialisation, idle counts and dead-code restarts (training mode only); returns
         the indices and their counts, recomputed if the codebook changed."""
-        if not self.initialised:
+        if self.kmeans_init and not self.initialised:  # the flag is read (a host sync) only where it can be False
             def kmeans_codebook(pool):
                 pool = pool[torch.isfinite(pool).all(1)]
                 if len(pool) < self.num_codes:
@@ -103,7 +103,7 @@ class _CodebookQuantizer(Quantizer):
                                      f"finite encoder vectors, got {len(pool)}: use a larger batch")
                 return kmeans(at_least_fp32(pool), self.num_codes, iters=10)[0]
 
-            self._set_codes(torch.arange(self.num_codes, device=flat.device), self._pool_and_agree(flat, kmeans_codebook))
+            self._set_codes(torch.arange(self.num_codes, device=flat.device), self._draw_on_all_ranks(flat, kmeans_codebook))
             self.initialised.fill_(True)
             indices = nearest_code(flat, self.codebook)
             return indices, self._global_counts(indices)
@@ -116,7 +116,7 @@ class _CodebookQuantizer(Quantizer):
                 pool = self._donor_pool(pool)
                 return pool[torch.randperm(len(pool), device=pool.device)[: len(dead)]]
 
-            vectors = self._pool_and_agree(flat, donors)
+            vectors = self._draw_on_all_ranks(flat, donors)
             dead = dead[: len(vectors)]
             self._set_codes(dead, vectors)
             self.idle_steps[dead] = 0
@@ -128,7 +128,7 @@ class _CodebookQuantizer(Quantizer):
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, d)  # (N, D), N = B*H*W
         indices = nearest_code(flat, self.codebook)
         if self.training:
-            indices, counts = self._maintain(flat.detach(), indices, self._global_counts(indices))
+            indices, counts = self._initialise_count_and_restart(flat.detach(), indices, self._global_counts(indices))
         else:
             counts = torch.bincount(indices, minlength=self.num_codes)
         return flat, indices, counts, (b, d, h, w)
