@@ -143,14 +143,15 @@ def test_a_code_no_vector_chooses_stays_exactly_where_it_is_for_2000_steps(decay
 
 
 @pytest.mark.parametrize("cls", [VectorQuantizer, VectorQuantizerEMA])
-def test_restart_donors_are_drawn_without_replacement(cls):
+@pytest.mark.parametrize("repeats", [1, 2], ids=["16 distinct vectors", "16 distinct vectors twice each"])
+def test_restart_donors_are_drawn_without_replacement(cls, repeats):
     torch.manual_seed(0)
     vq = cls(64, 2, restart_after=1)
     with torch.no_grad():
         vq.codebook.copy_(torch.cat([torch.zeros(1, 2), 1000 + torch.arange(126.0).view(63, 2)]))
         if isinstance(vq, VectorQuantizerEMA):
             vq.code_sum.copy_(vq.codebook)
-    batch = torch.randn(16, 2) * 0.01  # all choose code 0; codes 1..63 are dead after one batch
+    batch = (torch.randn(16, 2) * 0.01).repeat(repeats, 1)  # all choose code 0; codes 1..63 are dead after one batch
     vq(as_grid(batch))
     restarted = vq.codebook.detach()[1:]
     revived = restarted[restarted.abs().max(1).values < 1]
