@@ -71,6 +71,7 @@ CASES = {  # argv, a part of the one line that the user must see
     "export codes under a file": ([*VQ, "--export-codes", "{tmp}/afile/codes.pt"], "afile is not a folder"),
     "checkpoint dir is a file": ([*VQ, "--checkpoint-dir", "{tmp}/afile"], "afile is not a folder"),
     "checkpoint is a folder": ([*VQ, "--checkpoint-dir", "{tmp}", "--name", "folder"], "is a folder"),
+    "bf16 and float64": ([*VQ, "--bf16", "--float64"], "--bf16 and --float64 ask for two precisions"),
     "amp on the CPU": pytest.param([*VQ, "--amp"], "--amp (fp16 mixed precision) needs a CUDA GPU", marks=NO_GPU),
     "resume: no checkpoint": ([*RESUME, "--name", "none"], "--resume: there is no file"),
     "resume: truncated": ([*RESUME, "--name", "truncated"], "truncated.pt cannot be read"),
@@ -151,3 +152,12 @@ def test_an_error_during_training_keeps_its_traceback(bug, files, monkeypatch):
     monkeypatch.setattr(cli, "fit", broken_fit)
     with pytest.raises(bug, match="a bug inside training"):
         cli.main([a.format(tmp=files) for a in VQ])
+
+
+@pytest.mark.filterwarnings("error")
+def test_bf16_trains_on_any_device(files, capsys):
+    """The one precision choice that is not an error on the CPU: bf16 autocast, no gradient scaler."""
+    cli.main([a.format(tmp=files) for a in VQ] + ["--bf16", "--steps", "2", "--name", "bf16"])
+    out, _ = capsys.readouterr()
+    model, history = cli.load_trained(files / "out" / "bf16.pt")
+    assert len(history.train) == 2 and "epoch 1/1" in out

@@ -220,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_number(float, lambda lr: 0 < lr < math.inf, "a positive learning rate"), default=2e-4,
                    help="Adam's learning rate (the paper's 2e-4)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help="fp16 mixed precision (default: on with CUDA, unless --float64)")
+                   help="fp16 mixed precision (default: on with CUDA, unless --float64 or --bf16)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 mixed precision instead: no gradient scaler, and no fp16 overflow (any device)")
     p.add_argument("--seed", type=_number(int, lambda s: 0 <= s < 2**32, "an integer in 0..2**32-1"), default=0)
     p.add_argument("--float64", action="store_true",
                    help="train in double precision: slow, for checking numerics (DDP against one process)")
@@ -349,8 +351,11 @@ def _prepare(args, device: torch.device) -> tuple[nn.Module, DataLoader, dict]:
     amp = (device.type == "cuda" and not args.float64) if args.amp is None else args.amp
     if amp and device.type != "cuda":
         raise UsageError(f"--amp (fp16 mixed precision) needs a CUDA GPU, and this run is on {device.type}: drop --amp")
+    if args.bf16 and (args.amp or args.float64):
+        raise UsageError(f"--bf16 and {'--amp' if args.amp else '--float64'} ask for two precisions: drop one")
     if amp and args.float64:
         raise UsageError("--amp and --float64 ask for two precisions: drop one")
+    amp = "bf16" if args.bf16 else amp
     path = _checkpoint_path(args)
     _check_writable(path, "--checkpoint-dir/--name")
     if args.export_codes is not None:
@@ -362,7 +367,7 @@ def _prepare(args, device: torch.device) -> tuple[nn.Module, DataLoader, dict]:
     model = model_cls(config).to(device)
     loader = _loader(_train_dataset(args, config), args)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp is True)  # fp16 only: bf16 needs no scaler
     epochs, history = _epochs(args, loader), None
     if args.resume:
         if saved.get("steps_per_epoch", len(loader)) != len(loader):
