@@ -137,3 +137,18 @@ def test_reading_metrics_back_in_groups_records_every_step_the_same(log_every):
     assert histories[0].train == histories[1].train and len(histories[1].train) == 10
     assert [row["step"] for row in histories[1].train] == list(range(1, 11))
     assert histories[0].test == histories[1].test and histories[1].test[-1]["step"] == 10
+
+
+def test_evaluate_restores_training_mode_even_when_the_loss_raises():
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def loss(self, x):
+            raise RuntimeError("a bug in the model")
+
+    model = Broken().train()
+    with pytest.raises(RuntimeError, match="a bug"):
+        train.evaluate(model, DataLoader(TensorDataset(torch.zeros(4, 1)), batch_size=2))
+    assert model.training, "an exception left the model in eval mode"
