@@ -10,7 +10,7 @@ reads every import of every file against :data:`LAYERS`.
    (score function, NVIL, VIMCO, Gumbel-softmax), ``metrics`` (bits/dim), ``distributed`` (the few
    ``torch.distributed`` calls with which the quantisers keep their codebooks equal across
    processes); ``audio.fsdd`` (the Free Spoken Digit Dataset) and ``audio.spectrogram`` (log-mels
-   and Griffin-Lim).
+   and Griffin-Lim); ``video.doom`` (ViZDoom frames, collected and replayed from a seed).
 2. **``quantizers/``:** one interface (``base``: ``Quantizer``, ``QuantizerOutput``), nearest-code
    search (``nearest``), ``kmeans``, the rotation trick (``rotation``), Chapter 04/05's VQ and EMA
    quantisers (``vq``), and Chapter 09's ``fsq``, ``lfq`` and ``residual``.
@@ -19,7 +19,9 @@ reads every import of every file against :data:`LAYERS`.
    PixelCNN over pixels as the decoder of a VAE and of a VQ-VAE, for posterior collapse), ``vqvae2``
    (two levels); ``audio.vqvae1d`` (a 1-D VQ-VAE with a speaker-conditioned decoder),
    ``audio.prior1d`` (a causal WaveNet-style prior over its codes), ``audio.judges`` (the log-mel
-   classifiers that score converted speech).
+   classifiers that score converted speech); ``video.code_vqvae`` (the paper's 27-bit second stage over
+   a frame's codes), ``video.action_prior`` (an action-conditioned prior that imagines frames in
+   latent space), ``video.judge`` (the classifier that names the action between two frames).
 4. **Using models:** ``train`` (the one training loop), ``checkpoint`` (the cache of trained models,
    keyed by run), ``importance`` (the importance-weighted bound), ``second_stage`` (a learned prior's
    bound for every discrete model), ``plot`` (figures), ``audio.probe`` (linear probes of codes).
@@ -41,10 +43,11 @@ Importing the package imports nothing heavy and downloads nothing.
 __version__ = "0.1.0"
 LAYERS = {
     "runtime": 1, "precision": 1, "data": 1, "blocks": 1, "likelihood": 1, "estimators": 1, "metrics": 1,
-    "distributed": 1, "audio": 1, "audio.fsdd": 1, "audio.spectrogram": 1,
+    "distributed": 1, "audio": 1, "audio.fsdd": 1, "audio.spectrogram": 1, "video": 1, "video.doom": 1,
     "quantizers": 2, **{f"quantizers.{m}": 2 for m in ("base", "nearest", "kmeans", "rotation", "vq", "fsq", "lfq", "residual")},
     "vae": 3, "discrete": 3, "vqvae": 3, "prior": 3, "pixel_decoder": 3, "vqvae2": 3,
     "audio.vqvae1d": 3, "audio.prior1d": 3, "audio.judges": 3,
+    "video.code_vqvae": 3, "video.action_prior": 3, "video.judge": 3,
     "train": 4, "checkpoint": 4, "importance": 4, "second_stage": 4, "plot": 4, "audio.probe": 4,
     "cli": 5, "__main__": 5,
 }
