@@ -1,9 +1,9 @@
-"""Chapter 09's runs with vector-quantize-pytorch's quantisers in place of ours (run by hand).
+"""Chapter 10's runs with vector-quantize-pytorch's quantisers in place of ours (run by hand).
 
     pip install vector-quantize-pytorch        # into the venv only; not a dependency of the book
     python benchmarks/peers.py [--seeds 0 1 2] [--steps 468] [--only fsq rvq rotation rotation_restarts]
 
-Chapter 09's main table at 10 bits per latent, on its terms: Chapter 04's trunk (VQVAEConfig
+Chapter 10's main table at 10 bits per latent, on its terms: Chapter 04's trunk (VQVAEConfig
 hidden=64, res_hidden=32, beta=0.25), full Fashion-MNIST, 468 Adam steps (one epoch) at lr 2e-4 and
 batch 128, seeds 0, 1, 2. For each pair below, both sides are the same VQVAE built under
 ``torch.manual_seed(seed)`` exactly as the chapter's ``run`` builds it; the vqp side then swaps
@@ -56,7 +56,7 @@ MSE is read.
 
 Reported per method and side, mean ± sd over the seeds: test NMSE (vqvae_lib.train.evaluate's test
 MSE / variance of the test pixels), codebook use (perplexity of the test set's codes / K, the mean
-over stages for residual VQ, as Chapter 09's ``measure``), and ms per training step (wall time of
+over stages for residual VQ, as Chapter 10's ``measure``), and ms per training step (wall time of
 the training loop, data loading included, / steps; every quantiser gets one untimed warm-up
 forward+backward in the process first, see ``warm_up``). Then per pair: the NMSE ratio and the time
 ratio ours/vqp (ratios of the means over seeds); "ours no worse" when ours' mean NMSE <= vqp's mean
@@ -90,8 +90,8 @@ from vqvae_lib.train import evaluate  # noqa: E402
 from vqvae_lib.vqvae import VQVAE, VQVAEConfig  # noqa: E402
 
 BATCH_SIZE, LR = 128, 2e-4
-TRUNK = dict(hidden=64, res_hidden=32, beta=0.25)  # Chapter 09's TRUNK
-RESTART_AFTER = 20  # Chapter 09's RESTART_AFTER
+TRUNK = dict(hidden=64, res_hidden=32, beta=0.25)  # Chapter 10's TRUNK
+RESTART_AFTER = 20  # Chapter 10's RESTART_AFTER
 LEVELS = (8, 5, 5, 5)  # RECOMMENDED_LEVELS[10]
 K, D = 1024, 64  # 10 bits per latent
 STAGES, STAGE_CODES = 2, 32  # residual VQ: 2 x 5 bits
@@ -241,7 +241,7 @@ def warm_up(sides, device) -> None:
 
 
 def run(side: Side, seed: int, steps: int, train_loader, test_loader, device, variance: float) -> dict:
-    torch.manual_seed(seed)  # as Chapter 09's run: the initial weights
+    torch.manual_seed(seed)  # as Chapter 10's run: the initial weights
     model = VQVAE(side.config)
     if side.make is not None:
         torch.manual_seed(seed)

@@ -1,4 +1,4 @@
-"""Forward+backward time and peak extra memory of the vector quantiser, and the time of Chapter 09's
+"""Forward+backward time and peak extra memory of the vector quantiser, and the time of Chapter 10's
 quantisers against their floors (run by hand).
 
     python benchmarks/quantizer.py            # needs: pip install vector-quantize-pytorch
@@ -17,7 +17,7 @@ and the peak memory allocated during one forward+backward beyond the inputs, aga
 N x K fp32 distance matrix (target: about one). Memory comes from the PyTorch profiler's allocation
 events on the CPU, or torch.cuda.max_memory_allocated on a GPU.
 
-Then, in the same run and at the same two N, the forward+backward time of each of Chapter 09's
+Then, in the same run and at the same two N, the forward+backward time of each of Chapter 10's
 quantisers (in training mode, the gradient of z_q from the decoder given as ``upstream``, plus the
 loss's where there is one) against a floor of bare tensor ops for the work that method cannot avoid:
 
@@ -84,11 +84,11 @@ def floor_step(codebook, z_e, upstream):
     return z_q
 
 
-# --- Chapter 09's quantisers and their floors -----------------------------------------------------
+# --- Chapter 10's quantisers and their floors -----------------------------------------------------
 
 LEVELS = (8, 5, 5, 5)  # FSQ at 10 bits (fsq.RECOMMENDED_LEVELS[10])
-LFQ_BITS, LFQ_ENTROPY, LFQ_COMMITMENT = 10, 0.1, 0.25  # Chapter 09's LFQ (temperature 1, diversity_gamma 1)
-RVQ_STAGES, RVQ_CODES, EMA_DECAY, EMA_EPS = 2, 32, 0.99, 1e-5  # Chapter 09's residual VQ: 2 x 5 bits
+LFQ_BITS, LFQ_ENTROPY, LFQ_COMMITMENT = 10, 0.1, 0.25  # Chapter 10's LFQ (temperature 1, diversity_gamma 1)
+RVQ_STAGES, RVQ_CODES, EMA_DECAY, EMA_EPS = 2, 32, 0.99, 1e-5  # Chapter 10's residual VQ: 2 x 5 bits
 
 
 def new_step(quantizer, z_e, upstream):
@@ -299,7 +299,7 @@ def main() -> None:
               f"{mem['floor'] / unit:6.2f}")
     print("\ntargets: ours/vqp <= 0.40, ours/floor <= 1.40, ours memory about 1 distance matrix")
 
-    print(f"\nChapter 09's quantisers, forward+backward in training mode, against their floors (no targets)")
+    print(f"\nChapter 10's quantisers, forward+backward in training mode, against their floors (no targets)")
     print(f"{'method':34s} {'':14s} {'ours ms':>8s} {'floor ms':>9s} {'ours/floor':>11s}")
     for name, (code_dim, quantizer, floor) in new_methods(device).items():
         quantizer = quantizer.to(device).train()

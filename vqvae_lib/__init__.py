@@ -13,7 +13,7 @@ reads every import of every file against :data:`LAYERS`.
    and Griffin-Lim); ``video.doom`` (ViZDoom frames, collected and replayed from a seed).
 2. **``quantizers/``:** one interface (``base``: ``Quantizer``, ``QuantizerOutput``), nearest-code
    search (``nearest``), ``kmeans``, the rotation trick (``rotation``), Chapter 04/05's VQ and EMA
-   quantisers (``vq``), and Chapter 09's ``fsq``, ``lfq`` and ``residual``.
+   quantisers (``vq``), and Chapter 10's ``fsq``, ``lfq`` and ``residual``.
 3. **Models**, each built from a config dataclass: ``vae`` (Gaussian VAE), ``discrete`` (categorical
    VAE), ``vqvae`` (any quantiser), ``prior`` (the Gated PixelCNN over codes), ``pixel_decoder`` (a
    PixelCNN over pixels as the decoder of a VAE and of a VQ-VAE, for posterior collapse), ``vqvae2``

@@ -1,4 +1,4 @@
-"""What the book's quantisers and training loop need from ``torch.distributed`` (Chapter 09, "Scaling out").
+"""What the book's quantisers and training loop need from ``torch.distributed`` (Chapter 10, "Scaling out").
 
 DDP all-reduces *gradients*. A codebook learned by exponential moving averages, k-means
 initialisation and dead-code restarts live outside the gradient, so the quantisers call these

@@ -45,7 +45,7 @@ class VQVAEConfig:
     App. A.1); ``decay`` and ``eps`` apply to ``"ema"``, ``init_scale`` to ``"vq"`` (None: Sonnet's
     unit-scale init); ``kmeans_init`` and ``restart_after`` are Chapter 05's training aids, and
     ``gradient`` is ``"straight_through"`` (the paper) or ``"rotation"`` (the rotation trick).
-    Chapter 09's later quantisers: ``"fsq"`` (``levels``; then ``code_dim = len(levels)`` and
+    Chapter 10's later quantisers: ``"fsq"`` (``levels``; then ``code_dim = len(levels)`` and
     ``num_codes = prod(levels)``), ``"rvq"`` (``num_stages`` stages of ``num_codes`` codes, each stage
     a ``"vq"`` quantiser, or ``"ema"`` with ``rvq_stage="ema"``), ``"lfq"`` (``num_codes = 2**code_dim``,
     ``entropy_weight``).

@@ -1,5 +1,5 @@
 """The book's quantisers, one interface (base.py): Chapter 04's VectorQuantizer and Chapter 05's EMA
-codebook (vq.py) over nearest-code search (nearest.py) and k-means (kmeans.py); Chapter 09's rotation
+codebook (vq.py) over nearest-code search (nearest.py) and k-means (kmeans.py); Chapter 10's rotation
 trick (rotation.py, an option of vq.py's quantisers), FSQ (fsq.py), lookup-free quantisation
 (lfq.py) and residual VQ (residual.py).
 """

@@ -1,7 +1,7 @@
 """What every quantiser of the book is: the interface, its output, and the checks and counts they share.
 
 A quantiser maps encoder outputs ``z_e: (B, D, H, W)`` to codes ``z_q`` of the same shape, each one of
-``num_codes`` points named by an integer index. Chapter 04's VectorQuantizer is the first; Chapter 09's
+``num_codes`` points named by an integer index. Chapter 04's VectorQuantizer is the first; Chapter 10's
 FSQ, LFQ and residual VQ have the same interface, so a VQ-VAE, a prior and the metrics take any of them.
 """
 
