@@ -149,12 +149,17 @@ class ActionPrior(nn.Module):
 
     @torch.no_grad()
     def rollout(self, context: torch.Tensor, actions: torch.Tensor, temperature: float = 1.0,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, sampler: str = "sample") -> torch.Tensor:
         """Imagine ``T`` frames after ``context (B, n, H, W)``, n >= C, under ``actions (B, T)``: ``(B, T, H, W)`` codes.
 
         Frame ``t`` is drawn from eq. (9.3) given the last C frames (real or imagined) and
         ``actions[:, t]`` only: no later action is seen. A ``generator`` lives on the model's device.
+        ``sampler="sample"`` draws each frame from eq. (9.3) in raster order (``temperature``
+        divides the logits); ``sampler="mode"`` takes, at every position at once, the auxiliary head's
+        most likely code: no randomness, one network pass per frame.
         """
+        if sampler not in ("sample", "mode"):
+            raise ValueError(f"sampler is 'sample' or 'mode', got {sampler!r}")
         if context.dim() != 4 or context.shape[1] < self.config.context:
             raise ValueError(f"expected context codes (B, n, H, W) with n >= {self.config.context} frames, "
                              f"got {tuple(context.shape)}")
@@ -164,7 +169,10 @@ class ActionPrior(nn.Module):
         with eval_mode(self):
             for t in range(actions.shape[1]):
                 window = torch.stack(frames[-self.config.context:], 1)
-                cond, _ = self.transition(window, actions[:, t])
-                frames.append(self.pixelcnn.sample(len(context), (height, width), temperature, labels=actions[:, t],
-                                                   generator=generator, cond=cond))
+                cond, aux = self.transition(window, actions[:, t])
+                if sampler == "mode":
+                    frames.append(aux.argmax(1))
+                else:
+                    frames.append(self.pixelcnn.sample(len(context), (height, width), temperature,
+                                                       labels=actions[:, t], generator=generator, cond=cond))
         return torch.stack(frames[context.shape[1]:], 1)
