@@ -198,3 +198,17 @@ def test_a_categorical_vae_refuses_settings_set_after_building():
         model.estimator = "vimco"
     with pytest.raises(AttributeError):
         model.normalize = False
+
+
+def test_the_data_in_a_key_is_the_sha1_of_its_bytes_hashed_in_place():
+    """The fingerprint hashes a tensor's memory without copying it (a float frame set can be 1 GB); the
+    digest is still the SHA-1 of exactly its bytes, dtype and shape, so equal data gives equal keys."""
+    import hashlib
+
+    x = torch.randn(50, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    [entry] = checkpoint._loader_fingerprint(DataLoader(TensorDataset(x), batch_size=10))["dataset"]["tensors"]
+    assert entry == hashlib.sha1(x.numpy().tobytes()).hexdigest() + f":{x.dtype}:{tuple(x.shape)}"
+    y = x.clone()
+    y[-1, -1, -1, -1] += 1
+    [other] = checkpoint._loader_fingerprint(DataLoader(TensorDataset(y), batch_size=10))["dataset"]["tensors"]
+    assert other != entry

@@ -42,7 +42,8 @@ def checkpoint_dir() -> Path:
     return Path(os.environ.get("VQVAE_CHECKPOINTS") or default)
 
 
-def _sha1(data: bytes) -> str:
+def _sha1(data) -> str:
+    """Hex SHA-1 of bytes or of any contiguous buffer (a NumPy view of a tensor: hashed in place, not copied)."""
     return hashlib.sha1(data).hexdigest()
 
 
@@ -109,7 +110,7 @@ def _state_fingerprint(model: torch.nn.Module) -> str:
     for name, tensor in sorted(model.state_dict().items()):
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
 
 
@@ -118,7 +119,7 @@ def _dataset_fingerprint(dataset) -> dict:
         indices = torch.as_tensor(list(dataset.indices), dtype=torch.int64)
         return {"subset_of": _dataset_fingerprint(dataset.dataset), "indices": _sha1(indices.numpy().tobytes())}
     if isinstance(dataset, TensorDataset):
-        return {"tensors": [_sha1(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return {"tensors": [_sha1(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
                             + f":{t.dtype}:{tuple(t.shape)}" for t in dataset.tensors]}
     return {"class": f"{type(dataset).__module__}.{type(dataset).__qualname__}", "size": len(dataset),
             "train": getattr(dataset, "train", None)}

@@ -4,7 +4,7 @@ The paper's Sec. 4.4 trains "a generative model conditioned on a given action se
 Lab's frames, and generates "purely in the latent space z_t without the need to generate the actual
 images themselves"; it does not describe the model. Ours (the design is our choice) factorises
 
-    p(z_t | z_<t, a_t) = prod_i p(z_{t,i} | z_{t,<i}, z_{t-C..t-1}, a_t)                    (eq. 9.3)
+    p(z_t | z_<t, a_t) = prod_i p(z_{t,i} | z_{t,<i}, z_{t-C..t-1}, a_t)                    (eq. 9.1)
 
 over the ``H x W`` codes of frame ``t`` in raster order, given the ``C`` frames before it and the
 action ``a_t`` that leads into it:
@@ -80,7 +80,7 @@ class _ActionBlock(nn.Module):
 
 
 class ActionPrior(nn.Module):
-    """``p(z_t | z_{t-C..t-1}, a_t)`` over code grids (eq. 9.3), trained with teacher forcing.
+    """``p(z_t | z_{t-C..t-1}, a_t)`` over code grids (eq. 9.1), trained with teacher forcing.
 
     ``loss(codes, actions)`` takes ``codes (B, C+1, H, W)`` int64, the C context frames then the
     target frame, and ``actions (B,)``, the action into the target. ``rollout`` imagines the frames
@@ -132,7 +132,7 @@ class ActionPrior(nn.Module):
         return self.pixelcnn(codes[:, -1], labels=actions, cond=cond), aux
 
     def loss(self, codes: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Eq. (9.3)'s cross-entropy in nats per latent, plus ``aux_weight`` times the auxiliary head's."""
+        """Eq. (9.1)'s cross-entropy in nats per latent, plus ``aux_weight`` times the auxiliary head's."""
         logits, aux = self(codes, actions)
         target = codes[:, -1]
         nll = F.cross_entropy(at_least_fp32(logits), target)
@@ -152,9 +152,9 @@ class ActionPrior(nn.Module):
                 generator: torch.Generator | None = None, sampler: str = "sample") -> torch.Tensor:
         """Imagine ``T`` frames after ``context (B, n, H, W)``, n >= C, under ``actions (B, T)``: ``(B, T, H, W)`` codes.
 
-        Frame ``t`` is drawn from eq. (9.3) given the last C frames (real or imagined) and
+        Frame ``t`` is drawn from eq. (9.1) given the last C frames (real or imagined) and
         ``actions[:, t]`` only: no later action is seen. A ``generator`` lives on the model's device.
-        ``sampler="sample"`` draws each frame from eq. (9.3) in raster order (``temperature``
+        ``sampler="sample"`` draws each frame from eq. (9.1) in raster order (``temperature``
         divides the logits); ``sampler="mode"`` takes, at every position at once, the auxiliary head's
         most likely code: no randomness, one network pass per frame.
         """

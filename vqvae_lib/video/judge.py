@@ -26,16 +26,16 @@ class JudgeConfig:
 
 
 def frame_pairs(frames: torch.Tensor) -> torch.Tensor:
-    """Frames ``(B, T+1, 3, H, W)`` (uint8 or float in [0, 1]) -> the T pairs of each, ``(B*T, 6, H, W)`` float:
-    frame t and frame t+1 stacked on the channels."""
+    """Frames ``(B, T+1, 3, H, W)`` -> the T pairs of each, ``(B*T, 6, H, W)``: frame t and frame t+1
+    stacked on the channels. The dtype is kept: uint8 frames give uint8 pairs (a quarter of the memory
+    of floats), which :class:`ActionJudge` scales to [0, 1] itself."""
     if frames.dim() != 5 or frames.shape[2] != 3 or frames.shape[1] < 2:
         raise ValueError(f"expected frames of shape (B, T+1, 3, H, W) with T >= 1, got {tuple(frames.shape)}")
-    x = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
-    return torch.cat([x[:, :-1], x[:, 1:]], dim=2).flatten(0, 1)
+    return torch.cat([frames[:, :-1], frames[:, 1:]], dim=2).flatten(0, 1)
 
 
 class ActionJudge(nn.Module):
-    """A frame pair ``(B, 6, H, W)`` -> action logits ``(B, num_actions)``: four strided convolutions,
+    """A frame pair ``(B, 6, H, W)``, uint8 or float in [0, 1] -> action logits ``(B, num_actions)``: four strided convolutions,
     a spatial mean, a linear layer. ``conditional = True``: ``fit`` passes the actions as labels."""
 
     conditional = True
@@ -51,9 +51,14 @@ class ActionJudge(nn.Module):
         self.head = nn.Linear(c.hidden, c.num_actions)
 
     def forward(self, pairs: torch.Tensor) -> torch.Tensor:
-        if not torch.is_tensor(pairs) or not pairs.is_floating_point() or pairs.dim() != 4 or pairs.shape[1] != 6:
+        """Pairs: uint8 in 0..255 or float in [0, 1]."""
+        ok = torch.is_tensor(pairs) and (pairs.is_floating_point() or pairs.dtype == torch.uint8)
+        if not ok or pairs.dim() != 4 or pairs.shape[1] != 6:
             got = f"{tuple(pairs.shape)} {pairs.dtype}" if torch.is_tensor(pairs) else type(pairs).__name__
-            raise ValueError(f"expected float frame pairs of shape (B, 6, H, W) (see frame_pairs), got {got}")
+            raise ValueError(f"expected frame pairs of shape (B, 6, H, W), uint8 or float in [0, 1] (see frame_pairs), "
+                             f"got {got}")
+        if pairs.dtype == torch.uint8:
+            pairs = pairs.float() / 255.0
         return self.head(self.net(pairs).mean((2, 3)))
 
     def loss(self, pairs: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
