@@ -153,7 +153,7 @@ MUTANTS = [
   "tests/test_action_prior.py::test_the_action_and_the_last_context_frame_reach_every_position"),
  ("video: the auxiliary head weighs nothing", "vqvae_lib/video/action_prior.py",
   '"loss": nll + self.config.aux_weight * aux_nll', '"loss": nll + 0.0 * aux_nll',
-  "tests/test_action_prior.py::test_training_learns_action_dependent_motion_and_rollouts_follow_the_action"),
+  "tests/test_action_prior.py::test_the_loss_adds_aux_weight_times_the_auxiliary_cross_entropy_and_trains_the_head"),
  ("video: the 27-bit decoder is trained without its codes", "vqvae_lib/video/code_vqvae.py",
   "logits = self.decoder(grid, cond=self.condition(q.z_q))", "logits = self.decoder(grid, cond=self.condition(q.z_q) * 0)",
   "tests/test_code_vqvae.py::test_trained_on_grids_made_from_few_patterns_the_codes_are_used"),

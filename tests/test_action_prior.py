@@ -45,6 +45,18 @@ def test_the_action_and_the_last_context_frame_reach_every_position():
     assert ((moved - logits).abs().amax(dim=1) > 0).all(), "the previous frame does not reach every position"
 
 
+def test_the_loss_adds_aux_weight_times_the_auxiliary_cross_entropy_and_trains_the_head():
+    codes, actions = random_codes((4, 3, 5, 5), 3), torch.tensor([0, 1, 2, 0])
+    for weight in (0.0, 0.5, 2.0):
+        model = small_prior(aux_weight=weight)
+        out = model.loss(codes, actions)
+        expected = (out["bits"] + weight * out["aux_bits"]) * math.log(2.0)
+        assert torch.allclose(out["loss"], expected, atol=1e-6), f"aux_weight={weight}"
+        out["loss"].backward()
+        head_grad = model.aux_head[-1].weight.grad
+        assert (head_grad is not None and head_grad.abs().sum() > 0) == (weight > 0)
+
+
 def test_a_rollout_sees_no_future_action_and_no_frame_older_than_its_context():
     model = small_prior()
     context = random_codes((2, 4, 4, 4), 3)
