@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb")) + sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 # "[Name et al., 2017](url)" or "[Name and Other (2017)](url)"; the name may wrap onto the next line.
 CITATION = re.compile(r"\[(?P<names>[^\]\[]*?)(?:, | \()(?P<year>\d{4})\)?\]\((?P<url>[^)\s]+)\)")
 ROLE = re.compile(r"\{[a-z:-]+\}`")
@@ -51,13 +51,13 @@ def citation_errors(text, entries):
     return errors
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_no_myst_roles_in_the_text_jupyterlab_and_colab_show(notebook):
     roles = ROLE.findall(markdown(notebook))
     assert not roles, f"{notebook.name}: MyST roles {roles} show as raw text outside Jupyter Book; write a link"
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_citation_matches_its_bibliography_entry(notebook):
     entries = bibliography((ROOT / "references.bib").read_text())
     assert entries, "references.bib parsed to nothing"

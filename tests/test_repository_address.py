@@ -29,7 +29,8 @@ def address(root):
 
 
 def chapters(root):
-    return sorted((root / "chapters").glob("[0-9][0-9]_*.ipynb"))
+    """Every notebook that carries a copy: the chapters and their worked solutions."""
+    return sorted((root / "chapters").glob("[0-9][0-9]_*.ipynb")) + sorted((root / "solutions").glob("[0-9][0-9]_*.ipynb"))
 
 
 def run_tool(root, *args):
@@ -52,7 +53,7 @@ def problems(root):
                             "".join("".join(c["source"]) for c in cells)),
             md.name: (re.search(r"^```\{code-cell\}.*?\n(.*?)^```", md.read_text(), re.M | re.S)[1], md.read_text()),
         }
-        colab = f"https://colab.research.google.com/github/{repo}/blob/main/chapters/{notebook.name}"
+        colab = f"https://colab.research.google.com/github/{repo}/blob/main/{notebook.parent.name}/{notebook.name}"
         for name, (setup, text) in halves.items():
             if f'%pip install -q "vqvae_lib @ git+{url}"\n' not in setup:
                 found.append(f"{name}: the setup cell does not install from git+{url}:\n{setup}")
@@ -69,10 +70,11 @@ def copy_of_repository(tmp_path):
     for name in ("pyproject.toml", "_config.yml", "README.md", str(TOOL)):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)
-    (tmp_path / "chapters").mkdir()
     for notebook in chapters(ROOT):
-        shutil.copy(notebook, tmp_path / "chapters" / notebook.name)
-        shutil.copy(notebook.with_suffix(".md"), tmp_path / "chapters" / notebook.with_suffix(".md").name)
+        folder = tmp_path / notebook.parent.name
+        folder.mkdir(exist_ok=True)
+        shutil.copy(notebook, folder / notebook.name)
+        shutil.copy(notebook.with_suffix(".md"), folder / notebook.with_suffix(".md").name)
     return tmp_path
 
 
@@ -109,10 +111,10 @@ def test_set_repository_rewrites_every_copy_and_keeps_pairs_in_sync(tmp_path):
     assert result.returncode == 0, result.stderr
     changed = {line.split(":")[0] for line in result.stdout.splitlines()}
     pairs = [path for notebook in chapters(root) for path in (notebook, notebook.with_suffix(".md"))]
-    assert changed == {"_config.yml"} | {f"chapters/{path.name}" for path in pairs}, result.stdout
+    assert changed == {"_config.yml"} | {f"{path.parent.name}/{path.name}" for path in pairs}, result.stdout
 
     assert not problems(root), problems(root)
-    for path in [root / "_config.yml", root / "README.md", *(root / "chapters").iterdir()]:
+    for path in [root / "_config.yml", root / "README.md", *(root / "chapters").iterdir(), *(root / "solutions").iterdir()]:
         assert OLD_REPO not in path.read_text(), f"{path.name} holds a copy of the address the tool does not know"
     for notebook in chapters(root):
         assert pair_agrees(notebook), f"{notebook.name} and its .md no longer agree"

@@ -8,7 +8,8 @@ it cannot read that file, so each holds a copy:
 - ``_config.yml``'s ``repository: url:`` (the site's repository and Colab buttons).
 
 ``python tools/set_repository.py`` rewrites every such copy that differs, in ``_config.yml``,
-``README.md`` and both halves of every chapter pair (``chapters/*.md``, ``chapters/*.ipynb``), and
+``README.md`` and both halves of every chapter pair (``chapters/*.md``, ``chapters/*.ipynb``) and of every
+solutions pair (``solutions/*.md``, ``solutions/*.ipynb``), and
 prints what it changed. A copy is found by its place (the three patterns below), not by the old
 address, so a copy left stale by an earlier edit is found too, and a repository the text merely
 cites is never touched. The replacement is plain text: the notebook's JSON holds the address as a
@@ -41,8 +42,9 @@ def address(root: Path = ROOT) -> str:
 
 
 def files(root: Path = ROOT) -> list[Path]:
-    chapters = root / "chapters"
-    return [root / "_config.yml", root / "README.md", *sorted(chapters.glob("*.md")), *sorted(chapters.glob("*.ipynb"))]
+    notebooks = [path for folder in ("chapters", "solutions") for pattern in ("*.md", "*.ipynb")
+                 for path in sorted((root / folder).glob(pattern))]
+    return [root / "_config.yml", root / "README.md", *notebooks]
 
 
 def copies(text: str) -> list[str]:
