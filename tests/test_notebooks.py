@@ -1,4 +1,7 @@
-"""The chapters' structural promises: pairs in sync, one setup cell, executed, listed in the TOC."""
+"""The chapters' structural promises: pairs in sync, one setup cell, executed, listed in the TOC.
+
+The worked solutions (``solutions/NN_slug``, issue 27) are notebooks of the same kind and keep the same
+promises; each links from its chapter's Exercises section."""
 
 import json
 import re
@@ -12,6 +15,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+ALL_NOTEBOOKS = NOTEBOOKS + SOLUTIONS
 IGNORE = "# NBVAL_IGNORE_OUTPUT"
 
 
@@ -28,7 +33,7 @@ def test_there_are_chapters():
     assert [p.name[:2] for p in NOTEBOOKS][:2] == ["00", "01"]
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("notebook", ALL_NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_text_pair_is_in_sync(notebook, tmp_path):
     """Regenerate the MyST text file from the notebook and diff (``jupytext --sync`` trusts timestamps)."""
     pair = notebook.with_suffix(".md")
@@ -44,12 +49,12 @@ def test_text_pair_is_in_sync(notebook, tmp_path):
 
 
 def test_every_chapter_opens_with_the_same_setup_cell():
-    setups = {source(code_cells(nb)[0]) for nb in NOTEBOOKS}
-    assert len(setups) == 1, "the first code cell must be identical in every chapter"
+    setups = {source(code_cells(nb)[0]) for nb in ALL_NOTEBOOKS}
+    assert len(setups) == 1, "the first code cell must be identical in every chapter and solutions notebook"
     assert "setup(seed=0)" in setups.pop()
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("notebook", ALL_NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_one_parameters_cell_and_asserted_ignored_cells(notebook):
     cells = code_cells(notebook)
     assert sum(source(c).startswith("# Parameters") for c in cells) == 1
@@ -59,7 +64,7 @@ def test_one_parameters_cell_and_asserted_ignored_cells(notebook):
             assert re.search(r"^\s*assert ", text, re.M), f"an output-ignored cell must assert its promise:\n{text}"
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("notebook", ALL_NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_stored_outputs_are_complete_and_error_free(notebook):
     for cell in code_cells(notebook):
         if source(cell).strip():
@@ -70,17 +75,38 @@ def test_stored_outputs_are_complete_and_error_free(notebook):
 def test_toc_lists_every_chapter_by_its_ipynb():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     listed = [toc["root"]] + [c["file"] for part in toc.get("parts", [toc]) for c in part.get("chapters", [])]
-    for nb in NOTEBOOKS:
-        assert f"chapters/{nb.name}" in listed
+    for nb in ALL_NOTEBOOKS:
+        assert f"{nb.parent.name}/{nb.name}" in listed
 
 
-def parameters(prefix, profile):
-    """The names a chapter's parameters cell defines, for ``PROFILE = profile``."""
-    notebook = next(p for p in NOTEBOOKS if p.name.startswith(prefix))
+@pytest.mark.parametrize("solutions", SOLUTIONS, ids=lambda p: p.name)
+def test_solutions_restate_their_chapters_settings_and_are_linked_from_it(solutions):
+    """A solutions notebook loads its chapter's cached models only if it restates the chapter's settings
+    exactly (a silent difference would retrain them); its chapter's Exercises section links to it."""
+    chapter = ROOT / "chapters" / solutions.name
+    for profile in ("fast", "full"):
+        ours = dict(parameters_of(solutions, profile))
+        theirs = parameters_of(chapter, profile)
+        shared = sorted(set(ours) & set(theirs) - {"PROFILE", "FAST", "__builtins__"})
+        assert shared, f"{solutions.name} restates none of its chapter's settings"
+        differ = [name for name in shared if not callable(theirs[name]) and ours[name] != theirs[name]]
+        assert not differ, f"{solutions.name} ({profile}) gives other values to {differ} than its chapter"
+    exercises = chapter.with_suffix(".md").read_text().split("## Exercises", 1)[1].split("\n## ", 1)[0]
+    assert f"(../solutions/{solutions.with_suffix('.md').name})" in exercises, \
+        f"{chapter.name}'s Exercises section does not link to its solutions"
+
+
+def parameters_of(notebook, profile):
+    """The names a notebook's parameters cell defines, for ``PROFILE = profile``."""
     cell = next(c for c in code_cells(notebook) if source(c).startswith("# Parameters"))
     names = {"PROFILE": profile}
     exec(source(cell), names)
     return names
+
+
+def parameters(prefix, profile):
+    """The names a chapter's parameters cell defines, for ``PROFILE = profile``."""
+    return parameters_of(next(p for p in NOTEBOOKS if p.name.startswith(prefix)), profile)
 
 
 @pytest.mark.parametrize("profile", ["fast", "full"])
@@ -111,7 +137,7 @@ def test_no_numbered_equation_is_wrapped_where_mathjax_refuses_tag():
     """Sphinx wraps a displayed equation that contains ``\\\\`` in ``split`` (and one with blank lines in
     ``aligned``); MathJax then renders ``\\tag`` as an error. Use ``\\cr`` inside ``cases`` instead."""
     bad = []
-    for md in sorted((ROOT / "chapters").glob("[0-9][0-9]_*.md")):
+    for md in sorted((ROOT / "chapters").glob("[0-9][0-9]_*.md")) + sorted((ROOT / "solutions").glob("[0-9][0-9]_*.md")):
         text = md.read_text()
         for match in re.finditer(r"\$\$(.*?)\$\$", text, re.S):
             body = match.group(1)
