@@ -10,7 +10,9 @@ reads every import of every file against :data:`LAYERS`.
    (score function, NVIL, VIMCO, Gumbel-softmax), ``metrics`` (bits/dim), ``distributed`` (the few
    ``torch.distributed`` calls with which the quantisers keep their codebooks equal across
    processes); ``audio.fsdd`` (the Free Spoken Digit Dataset) and ``audio.spectrogram`` (log-mels
-   and Griffin-Lim); ``video.doom`` (ViZDoom frames, collected and replayed from a seed).
+   and Griffin-Lim); ``video.doom`` (ViZDoom frames, collected and replayed from a seed);
+   ``validation`` (a validation split held out of a training set), ``stats`` (Welch's interval
+   between two rows of seeds), ``results`` (the numbers a chapter's prose relies on, as JSON).
 2. **``quantizers/``:** one interface (``base``: ``Quantizer``, ``QuantizerOutput``), nearest-code
    search (``nearest``), ``kmeans``, the rotation trick (``rotation``), Chapter 04/05's VQ and EMA
    quantisers (``vq``), and Chapter 10's ``fsq``, ``lfq`` and ``residual``.
@@ -43,7 +45,7 @@ Importing the package imports nothing heavy and downloads nothing.
 __version__ = "0.1.0"
 LAYERS = {
     "runtime": 1, "precision": 1, "data": 1, "blocks": 1, "likelihood": 1, "estimators": 1, "metrics": 1,
-    "distributed": 1, "audio": 1, "audio.fsdd": 1, "audio.spectrogram": 1, "video": 1, "video.doom": 1,
+    "distributed": 1, "validation": 1, "stats": 1, "results": 1, "audio": 1, "audio.fsdd": 1, "audio.spectrogram": 1, "video": 1, "video.doom": 1,
     "quantizers": 2, **{f"quantizers.{m}": 2 for m in ("base", "nearest", "kmeans", "rotation", "vq", "fsq", "lfq", "residual")},
     "vae": 3, "discrete": 3, "vqvae": 3, "prior": 3, "pixel_decoder": 3, "vqvae2": 3,
     "audio.vqvae1d": 3, "audio.prior1d": 3, "audio.judges": 3,
