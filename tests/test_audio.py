@@ -46,6 +46,32 @@ def test_the_gelsd_inverse_mel_is_needed_because_the_filterbank_is_rank_deficien
     assert spectrogram._inverse_mel()(power).shape == (129, power.shape[-1])
 
 
+def test_speech_frames_are_those_centred_inside_the_recording_and_the_rest_is_silence():
+    g = torch.Generator().manual_seed(0)
+    clips = [torch.rand(n, generator=g) - 0.5 for n in (1000, 2399, 2400, 8000, 9000)]
+    kept = fsdd.kept_samples(clips)
+    frames = spectrogram.speech_frames(kept)
+    assert frames.tolist() == [13, 30, 30, 100, 100]  # ceil(L / 80), at most one second's 100
+    features = spectrogram.log_mel(fsdd.fix_length(clips))
+    silence = (torch.log(torch.tensor(spectrogram.FLOOR)) - spectrogram.CENTER) / spectrogram.SCALE
+    for x, f in zip(features, frames):
+        assert (x[:, f + 2:] == silence).all()  # a window 2 frames past the recording holds only padding
+        assert (x[:, f - 1] > silence).any()  # the last speech frame holds some of the recording
+    with pytest.raises(ValueError, match="positive int64 lengths"):
+        spectrogram.speech_frames(torch.tensor([0, 5]))
+
+
+def test_time_mask_marks_frames_or_codes_that_hold_speech():
+    lengths = torch.tensor([1, 4, 5, 12])
+    assert spectrogram.time_mask(lengths, 6).sum(1).tolist() == [1, 4, 5, 6]  # capped at the steps
+    codes = spectrogram.time_mask(lengths, 3, per_step=4)  # a code of 4 frames is speech if one frame is
+    assert codes.tolist() == [[True, False, False], [True, False, False], [True, True, False], [True, True, True]]
+    with pytest.raises(ValueError, match="positive int64 lengths"):
+        spectrogram.time_mask(torch.tensor([1.0]), 3)
+    with pytest.raises(ValueError, match="steps >= 1"):
+        spectrogram.time_mask(lengths, 0)
+
+
 @pytest.mark.parametrize("bad, message", [
     (torch.zeros(2, 1, 800), r"shape \(L,\) or \(B, L\)"),
     (torch.zeros(800, dtype=torch.int16), r"float waveform"),

@@ -146,3 +146,13 @@ def test_fix_length_pads_short_clips_at_the_end_and_keeps_the_middle_of_long_one
     assert out[0].tolist() == [1, 1, 1, 0] and out[1].tolist() == [3, 4, 5, 6]
     with pytest.raises(ValueError, match="1-D waveforms"):
         fsdd.fix_length([torch.zeros(2, 5)])
+
+
+def test_kept_samples_says_where_each_fixed_length_row_stops_being_the_recording():
+    short, long = torch.ones(3), torch.arange(10.0)
+    kept = fsdd.kept_samples([short, long], length=4)
+    assert kept.tolist() == [3, 4] and kept.dtype == torch.int64
+    rows = fsdd.fix_length([short, long], length=4)
+    assert (rows[0, kept[0]:] == 0).all() and (rows[0, : kept[0]] == 1).all()
+    with pytest.raises(ValueError, match="positive number of samples"):
+        fsdd.kept_samples([short], length=0)

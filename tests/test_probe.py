@@ -20,6 +20,27 @@ def test_bag_of_codes_counts_and_per_frame_codes_keep_the_order():
         probe.per_frame_codes(torch.zeros(2, 3), 3)
 
 
+def test_a_mask_leaves_the_padding_out_of_every_view():
+    codes = torch.tensor([[0, 2, 1, 1], [1, 0, 1, 1]])  # code 1 is the silence of the padding
+    mask = torch.tensor([[True, True, False, False], [True, True, True, False]])
+    assert torch.allclose(probe.bag_of_codes(codes, 3, mask), torch.tensor([[0.5, 0.0, 0.5], [1 / 3, 2 / 3, 0.0]]))
+    frames = probe.per_frame_codes(codes, 3, mask).view(2, 4, 3)
+    assert frames[~mask].abs().sum() == 0 and torch.equal(frames[mask], probe.per_frame_codes(codes, 3).view(2, 4, 3)[mask])
+    # the same word said quickly (then padding) and slowly: the bags differ by the padding unless it is masked
+    quick, slow = torch.tensor([[0, 2, 1, 1]]), torch.tensor([[0, 0, 2, 2]])
+    quick_mask, slow_mask = mask[:1], torch.ones(1, 4, dtype=torch.bool)
+    assert not torch.equal(probe.bag_of_codes(quick, 3), probe.bag_of_codes(slow, 3))
+    assert torch.equal(probe.bag_of_codes(quick, 3, quick_mask), probe.bag_of_codes(slow, 3, slow_mask))
+    z_e = torch.arange(8.0).view(1, 2, 4)  # D = 2, T' = 4
+    three = torch.tensor([[True, True, True, False]])
+    assert probe.mean_pooled(z_e, three).tolist() == [[1.0, 5.0]]
+    assert probe.flattened(z_e, three)[0].tolist() == [0, 4, 1, 5, 2, 6, 0, 0]
+    with pytest.raises(ValueError, match="bool mask of shape"):
+        probe.bag_of_codes(codes, 3, mask[:, :3])
+    with pytest.raises(ValueError, match="at least one true"):
+        probe.mean_pooled(z_e, torch.zeros(1, 4, dtype=torch.bool))
+
+
 def test_continuous_features_are_the_time_mean_and_the_ordered_vectors():
     z_e = torch.arange(12.0).view(1, 2, 6)  # D = 2, T' = 6
     assert probe.mean_pooled(z_e).tolist() == [[2.5, 8.5]]
@@ -75,3 +96,22 @@ def test_the_log_mel_classifier_trains_with_the_books_loop_on_labelled_batches()
     assert set(model.loss(x, y)) == {"loss", "accuracy"}
     with pytest.raises(ValueError, match=r"\(B, 8, T\)"):
         model(torch.randn(2, 5, 20))
+
+
+def test_a_judge_given_speech_frames_ignores_everything_after_them():
+    torch.manual_seed(0)
+    model = judges.LogMelClassifier(judges.ClassifierConfig(n_mels=8, num_classes=3, hidden=8)).eval()
+    x = torch.randn(2, 8, 20)
+    frames = torch.tensor([7, 20])
+    changed = x.clone()
+    changed[0, :, 12:] = 5.0  # beyond clip 0's speech and the convolutions' reach (7 frames + 2 + 2)
+    assert torch.allclose(model(x, frames), model(changed, frames))
+    assert not torch.allclose(model(x), model(changed))  # pooled over the whole clip, it changes
+    assert torch.allclose(model(x, torch.tensor([20, 20])), model(x))  # all frames: the plain pooling
+    assert torch.equal(model.predict(x, frames, batch_size=1), model(x, frames).argmax(1))
+    target = judges.labels_with_frames(torch.tensor([2, 0]), frames)
+    assert target.tolist() == [[2, 7], [0, 20]]
+    logits = model(x, frames)
+    assert torch.allclose(model.loss(x, target)["loss"], torch.nn.functional.cross_entropy(logits, torch.tensor([2, 0])))
+    with pytest.raises(ValueError, match="speech frames of shape"):
+        model(x, torch.tensor([0, 3]))

@@ -192,7 +192,8 @@ def load_fsdd(split: str = "train", root: str | Path | None = None, takes=None) 
 def fix_length(waveforms: list[torch.Tensor], length: int = SAMPLE_RATE) -> torch.Tensor:
     """Stack clips into ``(N, length)``: a shorter clip is padded with silence (zeros) at the end, a
     longer one keeps its middle ``length`` samples (our choice: a word sits mid-clip; 99.3% of the
-    clips are under one second, the default)."""
+    clips are under one second, the default). The padding is not speech: :func:`kept_samples` says
+    where each clip's recording ends, so that measures can leave the padding out."""
     if length < 1:
         raise ValueError(f"length must be a positive number of samples, got {length}")
     if len(waveforms) == 0:
@@ -205,3 +206,11 @@ def fix_length(waveforms: list[torch.Tensor], length: int = SAMPLE_RATE) -> torc
         clip = x[start: start + length]
         out[i, : len(clip)] = clip
     return out
+
+
+def kept_samples(waveforms: list[torch.Tensor], length: int = SAMPLE_RATE) -> torch.Tensor:
+    """How many samples of each clip :func:`fix_length` keeps, ``min(L_i, length)``: int64 ``(N,)``.
+    Row ``i`` of ``fix_length(waveforms, length)`` is the recording up to there and padding after."""
+    if length < 1:
+        raise ValueError(f"length must be a positive number of samples, got {length}")
+    return torch.tensor([min(len(x), length) for x in waveforms], dtype=torch.long)

@@ -12,6 +12,11 @@ phonemes (Sec. 4.3); we probe for digit and speaker. The features:
 Pooled features average over the clip, and per-utterance averages carry much speaker information
 (van Niekerk et al., Interspeech 2021), so the chapter probes both views. (The classifiers that
 score converted speech are in judges.py.)
+
+**Padding.** Each feature takes an optional ``mask`` ``(N, T')`` of the positions that hold speech
+(:func:`vqvae_lib.audio.spectrogram.time_mask`). Pooled features then average over speech only, so
+the share of silence codes, which would tell the probe how long the clip is, is gone; ordered
+features are zero at padded positions (where the clip ends is still visible to them).
 """
 
 from __future__ import annotations
@@ -31,16 +36,37 @@ def _check_codes(indices: torch.Tensor, num_codes: int) -> None:
         raise ValueError(f"code indices must lie in [0, {num_codes}), got {int(indices.min())}..{int(indices.max())}")
 
 
-def bag_of_codes(indices: torch.Tensor, num_codes: int) -> torch.Tensor:
-    """Codes ``(N, T')`` -> the share of each code in each clip ``(N, K)`` (rows sum to 1)."""
-    _check_codes(indices, num_codes)
-    return F.one_hot(indices, num_codes).float().mean(dim=1)
+def _check_mask(mask: torch.Tensor | None, shape: tuple[int, int]) -> None:
+    if mask is None:
+        return
+    if not torch.is_tensor(mask) or mask.dtype != torch.bool or tuple(mask.shape) != tuple(shape):
+        got = f"{mask.dtype} {tuple(mask.shape)}" if torch.is_tensor(mask) else type(mask).__name__
+        raise ValueError(f"expected a bool mask of shape {tuple(shape)} (true at speech), got {got}")
+    if not mask.any(dim=1).all():
+        raise ValueError("every row of the mask needs at least one true position (a clip with no speech has no features)")
 
 
-def per_frame_codes(indices: torch.Tensor, num_codes: int) -> torch.Tensor:
-    """Codes ``(N, T')`` -> every position's one-hot code, in order, flattened ``(N, T' * K)``."""
+def bag_of_codes(indices: torch.Tensor, num_codes: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Codes ``(N, T')`` -> the share of each code in each clip ``(N, K)`` (rows sum to 1), counted
+    over the positions where ``mask`` is true (all of them without a mask)."""
     _check_codes(indices, num_codes)
-    return F.one_hot(indices, num_codes).float().flatten(1)
+    _check_mask(mask, indices.shape)
+    one_hot = F.one_hot(indices, num_codes).float()
+    if mask is None:
+        return one_hot.mean(dim=1)
+    weights = mask.float()
+    return (one_hot * weights[..., None]).sum(dim=1) / weights.sum(dim=1, keepdim=True)
+
+
+def per_frame_codes(indices: torch.Tensor, num_codes: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Codes ``(N, T')`` -> every position's one-hot code, in order, flattened ``(N, T' * K)``; all
+    zeros at positions where ``mask`` is false."""
+    _check_codes(indices, num_codes)
+    _check_mask(mask, indices.shape)
+    one_hot = F.one_hot(indices, num_codes).float()
+    if mask is not None:
+        one_hot = one_hot * mask[..., None].float()
+    return one_hot.flatten(1)
 
 
 def _check_z(z_e: torch.Tensor) -> None:
@@ -49,15 +75,23 @@ def _check_z(z_e: torch.Tensor) -> None:
         raise ValueError(f"expected float encoder outputs z_e of shape (N, D, T'), got {got}")
 
 
-def mean_pooled(z_e: torch.Tensor) -> torch.Tensor:
-    """``z_e: (N, D, T')`` -> its mean over time ``(N, D)``."""
+def mean_pooled(z_e: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``z_e: (N, D, T')`` -> its mean over time ``(N, D)``, over the positions where ``mask`` is true."""
     _check_z(z_e)
-    return z_e.mean(dim=-1)
+    _check_mask(mask, (z_e.shape[0], z_e.shape[2]))
+    if mask is None:
+        return z_e.mean(dim=-1)
+    weights = mask[:, None, :].to(z_e.dtype)
+    return (z_e * weights).sum(dim=-1) / weights.sum(dim=-1)
 
 
-def flattened(z_e: torch.Tensor) -> torch.Tensor:
-    """``z_e: (N, D, T')`` -> every position's vector, in order, flattened ``(N, T' * D)``."""
+def flattened(z_e: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``z_e: (N, D, T')`` -> every position's vector, in order, flattened ``(N, T' * D)``; zeros at
+    positions where ``mask`` is false."""
     _check_z(z_e)
+    _check_mask(mask, (z_e.shape[0], z_e.shape[2]))
+    if mask is not None:
+        z_e = z_e * mask[:, None, :].to(z_e.dtype)
     return z_e.transpose(1, 2).flatten(1)
 
 

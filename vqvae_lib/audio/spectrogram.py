@@ -12,6 +12,12 @@ A one-second clip (8,000 samples) becomes ``(64, 100)``: 100 frames per second. 
 centred on sample ``t * HOP``; we drop the frame centred on the very last sample, so that a clip of
 ``L`` samples has exactly ``L // HOP`` frames.
 
+**Speech and padding.** Clips are padded with silence to one length so that they batch together
+(:func:`vqvae_lib.audio.fsdd.fix_length`). The padding is not speech, and a measure that counts it
+says more about the clip's length than about the model, so Chapter 08 measures over the frames that
+hold the recording only: :func:`speech_frames` counts them (the frames whose centre lies inside the
+recording) and :func:`time_mask` turns counts into a ``(N, T)`` mask, for frames or for codes.
+
 The way back (:func:`inverse_log_mel`) loses the phase, so it has to guess it: undo the affine map
 and the log, spread each mel band back over its frequencies by least squares (``InverseMelScale``;
 64 bands over 129 frequencies is rank-deficient at 8 kHz, so it needs the SVD-based ``gelsd``
@@ -53,6 +59,29 @@ def _check_waveform(waveform: torch.Tensor) -> None:
         raise ValueError(f"expected a float waveform of shape (L,) or (B, L) at {SAMPLE_RATE} Hz, got {got}")
     if waveform.shape[-1] < N_FFT:
         raise ValueError(f"expected at least {N_FFT} samples (one {N_FFT}-sample window), got {waveform.shape[-1]}")
+
+
+def speech_frames(samples: torch.Tensor) -> torch.Tensor:
+    """Recording lengths in samples ``(N,)`` (int64) -> how many frames of their log-mels hold the
+    recording: those whose centre ``t * HOP`` lies inside it, ``ceil(L / HOP)``."""
+    if not torch.is_tensor(samples) or samples.dtype != torch.long or samples.dim() != 1 or (samples < 1).any():
+        got = f"{samples.dtype} {tuple(samples.shape)}" if torch.is_tensor(samples) else type(samples).__name__
+        raise ValueError(f"expected positive int64 lengths in samples of shape (N,), got {got}")
+    return -(-samples // HOP)
+
+
+def time_mask(lengths: torch.Tensor, steps: int, per_step: int = 1) -> torch.Tensor:
+    """``(N, steps)`` bool, true where ``t < ceil(lengths / per_step)``: the steps that hold the clip.
+
+    ``lengths`` are frames (:func:`speech_frames`); ``per_step = 1`` masks frames, ``per_step = 4``
+    masks codes of 4 frames each (a code counts as speech if any of its frames is).
+    """
+    if not torch.is_tensor(lengths) or lengths.dtype != torch.long or lengths.dim() != 1 or (lengths < 1).any():
+        got = f"{lengths.dtype} {tuple(lengths.shape)}" if torch.is_tensor(lengths) else type(lengths).__name__
+        raise ValueError(f"expected positive int64 lengths of shape (N,), got {got}")
+    if steps < 1 or per_step < 1:
+        raise ValueError(f"need steps >= 1 and per_step >= 1, got {steps} and {per_step}")
+    return torch.arange(steps, device=lengths.device) < (-(-lengths // per_step)).clamp(max=steps)[:, None]
 
 
 def log_mel(waveform: torch.Tensor) -> torch.Tensor:
