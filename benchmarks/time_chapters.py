@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -46,7 +47,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["VQVAE_FAST"] = "1" if args.profile == "fast" else "0"
     os.environ["VQVAE_CHECKPOINTS"] = tempfile.mkdtemp(prefix="vqvae-bench-")
-    notebooks = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+    # Book order (the _toc.yml's), not file-name order: 07_learning_rates runs before 07_bits_per_dim,
+    # whose seed-0 runs it trains.
+    listed = re.findall(r"(?:root|file):\s*(chapters/[0-9][0-9]_\w+)(?:\.ipynb)?", (ROOT / "_toc.yml").read_text())
+    notebooks = [ROOT / f"{stem}.ipynb" for stem in listed]
     if args.chapters:
         notebooks = [nb for nb in notebooks if nb.stem in args.chapters]
     total = 0.0
