@@ -32,6 +32,8 @@ The kernels inherit this process's environment, so setting it here, before colle
 
 import os
 
+import pytest
+
 os.environ.setdefault("VQVAE_FAST", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("GOMP_SPINCOUNT", "20000")
@@ -39,7 +41,13 @@ os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 NBVAL_OUTPUT_WAIT_S = 120
 
 
+SLOW_NOTEBOOKS = ("tests/nbval_late_idle.ipynb",)  # an 8 s delay by design; in the `slow` group (pyproject.toml)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items):
     for item in items:
         if hasattr(item, "output_timeout"):  # nbval's IPyNbCell
             item.output_timeout = NBVAL_OUTPUT_WAIT_S
+            if any(str(item.path).endswith(name) for name in SLOW_NOTEBOOKS):
+                item.add_marker(pytest.mark.slow)

@@ -72,6 +72,7 @@ def test_pytest_runs_the_fast_profile_unless_the_environment_says_otherwise(give
     assert out.stdout.split() == [expected, "1", "20000"]
 
 
+@pytest.mark.slow  # two interpreter starts: `pytest -m slow` (CI runs it)
 def test_the_console_script_runs_the_command_line():
     """``vqvae-train`` (pyproject's [project.scripts]) is ``python -m vqvae_lib``: both print the same help."""
     import shutil
