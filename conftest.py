@@ -2,7 +2,10 @@
 
 - **The fast profile by default.** Executing every chapter in the full profile takes about an hour
   on 2 cores, so under pytest ``VQVAE_FAST`` defaults to 1. The full re-check of the stored outputs
-  is ``VQVAE_FAST=0 pytest``: the environment always wins.
+  is ``VQVAE_FAST=0 pytest -n 0 -m ""``: the environment always wins.
+- **Two workers, one thread each.** ``-n 2`` (pyproject.toml) runs two notebooks at once in
+  pytest-xdist's workers. Each worker sets ``OMP_NUM_THREADS=1`` for itself and the kernels it starts:
+  two workers of two OpenMP threads on 2 cores would make each wait for a descheduled partner thread.
 - **No progress bars in the kernels that nbval starts.** nbval reads a kernel's output messages
   only after the cell has finished, so during a long training cell they queue in ZeroMQ, whose
   queues hold about 1,000 messages and then drop new ones, the cell's final "idle" included; nbval
@@ -37,11 +40,13 @@ import pytest
 os.environ.setdefault("VQVAE_FAST", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("GOMP_SPINCOUNT", "20000")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one of pytest-xdist's parallel workers (`-n 2` in pyproject.toml)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # a thread per worker: two 2-thread workers on 2 cores stall
 
 NBVAL_OUTPUT_WAIT_S = 120
 
 
-SLOW_NOTEBOOKS = ("tests/nbval_late_idle.ipynb",)  # an 8 s delay by design; in the `slow` group (pyproject.toml)
+SLOW_NOTEBOOKS = ("nbval_late_idle",)  # an 8 s delay by design; in the `slow` group (pyproject.toml)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
@@ -49,5 +54,5 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if hasattr(item, "output_timeout"):  # nbval's IPyNbCell
             item.output_timeout = NBVAL_OUTPUT_WAIT_S
-            if any(str(item.path).endswith(name) for name in SLOW_NOTEBOOKS):
+            if item.path.stem in SLOW_NOTEBOOKS:
                 item.add_marker(pytest.mark.slow)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full re-check of the stored outputs: a fresh clone of this repository's HEAD, the README's setup
-# (with this machine's local torch wheels), an empty checkpoint cache, and `VQVAE_FAST=0 pytest`,
+# (with this machine's local torch wheels), an empty checkpoint cache, and `VQVAE_FAST=0 pytest -n 0 -m ""`,
 # optionally beside a CPU-bound busy loop. Run by hand.
 #
 #   bash benchmarks/full_recheck.sh [--busy] [WORKDIR]
@@ -51,7 +51,7 @@ fi
 rc=0
 if [ -z "$chapters" ]; then
   tests_start=$(date +%s)
-  VQVAE_FAST=0 pytest -p no:cacheprovider --durations=0 -rA -v > "$work/pytest.txt" 2>&1
+  VQVAE_FAST=0 pytest -n 0 -m "" -p no:cacheprovider --durations=0 -rA -v > "$work/pytest.txt" 2>&1
   rc=$?
   echo "VQVAE_FAST=0 pytest: rc=$rc in $(( $(date +%s) - tests_start )) s; $(tail -1 "$work/pytest.txt")"
 else
@@ -61,7 +61,7 @@ else
       echo "no notebook $notebook in $(git log --oneline -1)" >&2; rc=2; break
     fi
     start=$(date +%s)
-    VQVAE_FAST=0 pytest -p no:cacheprovider --durations=0 -rA -v "$notebook" > "$work/pytest-$chapter.txt" 2>&1
+    VQVAE_FAST=0 pytest -n 0 -m "" -p no:cacheprovider --durations=0 -rA -v "$notebook" > "$work/pytest-$chapter.txt" 2>&1
     status=$?
     seconds=$(( $(date +%s) - start ))
     result=$(tail -1 "$work/pytest-$chapter.txt")
