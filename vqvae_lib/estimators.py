@@ -116,7 +116,10 @@ def gumbel_softmax(
 
     ``hard=True`` is the straight-through variant, eq. (2.12): the forward value is the one-hot
     Gumbel-max sample (eq. 2.10, same noise), the gradient is that of the relaxed sample.
-    Both are biased for the gradient of the discrete model; the bias vanishes as ``tau -> 0``.
+    Both are biased for the gradient of the discrete model. The relaxed sample's bias vanishes as
+    ``tau -> 0`` (its variance grows like ``1 / tau``); the straight-through one's does not in general: in
+    the limit it replaces ``f(e_j) - f(e_k)`` by the trapezoid rule, exact only for costs quadratic
+    along the edges between one-hot vectors (Solutions 02, Exercise 4).
     """
     if not tau > 0:
         raise ValueError(f"the temperature tau must be positive, got {tau}")
