@@ -25,8 +25,6 @@ from vqvae_lib.cli import DistributedLoss, load_trained, main as cli_main
 from vqvae_lib.quantizers.residual import ResidualVectorQuantizer
 from vqvae_lib.vqvae import VQVAE, VQVAEConfig
 
-SLOW = pytest.mark.slow  # starts rank processes: `pytest -m slow` runs it, and CI does (pyproject.toml)
-
 STEPS, BATCH = 6, 16  # 16 images x 49 latents = 784 encoder vectors a step, 392 per rank
 TINY = dict(hidden=16, res_hidden=8, code_dim=8, num_codes=16)
 AIDS = dict(kmeans_init=True, restart_after=2)  # k-means on the first batch; restarts from step 3 on
@@ -101,7 +99,7 @@ def two_ranks():
     return run_ranks(_ranks, 2, timeout=120)
 
 
-@SLOW
+@pytest.mark.slow  # starts rank processes: `pytest -m slow` runs it, and CI does (pyproject.toml)
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_ddp_equals_one_process(name, one_process, two_ranks):
     reference = one_process[name]
@@ -119,7 +117,7 @@ def test_ddp_equals_one_process(name, one_process, two_ranks):
         assert torch.equal(value, two_ranks[1][True][name]["state"][key]), key
 
 
-@SLOW
+@pytest.mark.slow  # starts rank processes: `pytest -m slow` runs it, and CI does (pyproject.toml)
 def test_desync_is_caught_without_synchronisation(one_process, two_ranks):
     """With ``sync = False`` each rank fits k-means and restarts to its own half, and EMA to its own
     counts: the codebooks leave the one-process run and each other far beyond the tolerance."""
@@ -138,13 +136,13 @@ def test_helpers_are_no_ops_in_one_process():
     assert distributed.all_reduce_sum_(x) is x and distributed.broadcast_(x) is x and distributed.gather_rows(x) is x
 
 
-@SLOW
+@pytest.mark.slow  # starts rank processes: `pytest -m slow` runs it, and CI does (pyproject.toml)
 def test_quantiser_dropout_runs_the_same_stages_on_every_rank(two_ranks):
     assert two_ranks[0]["stages_used"] == two_ranks[1]["stages_used"]
     assert len(set(two_ranks[0]["stages_used"])) > 1  # the draw really varies
 
 
-@SLOW
+@pytest.mark.slow  # starts rank processes: `pytest -m slow` runs it, and CI does (pyproject.toml)
 def test_gather_rows_keeps_rank_order_and_uneven_sizes_and_views_are_refused(two_ranks):
     assert two_ranks[0]["gathered"].tolist() == [[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]
     assert "contiguous" in two_ranks[0]["refused"]
@@ -159,7 +157,7 @@ def _fail_on_rank_one(rank: int, world_size: int, pid_file: str):
     return "unreachable"
 
 
-@SLOW
+@pytest.mark.slow  # starts rank processes: `pytest -m slow` runs it, and CI does (pyproject.toml)
 def test_a_failing_rank_is_reported_and_every_process_cleaned_up(tmp_path):
     pid_file = tmp_path / "pids"
     start = time.monotonic()
@@ -230,7 +228,7 @@ def test_cli_rejects_bad_settings(tmp_path, monkeypatch, capsys):
         cli_main(["prior", "--checkpoint-dir", str(tmp_path)])
 
 
-@SLOW
+@pytest.mark.slow  # starts rank processes: `pytest -m slow` runs it, and CI does (pyproject.toml)
 def test_torchrun_two_processes_train_like_one(tmp_path):
     """``torchrun --nproc_per_node=2 -m vqvae_lib`` against one process, end to end: the same
     global batches (DistributedSampler's two shards are one process's batch), the same result. EMA
