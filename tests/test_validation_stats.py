@@ -1,4 +1,5 @@
-"""vqvae_lib.validation.holdout and vqvae_lib.stats.welch (Chapter 07's learning-rate choice and intervals)."""
+"""vqvae_lib.validation.holdout, vqvae_lib.stats.welch and prediction_interval (Chapter 07's learning-rate
+choice and intervals; the worked solutions' one-seed comparisons)."""
 
 import math
 import statistics
@@ -7,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from vqvae_lib.stats import welch
+from vqvae_lib.stats import prediction_interval, welch
 from vqvae_lib.validation import holdout
 
 
@@ -56,3 +57,21 @@ def test_welch_needs_two_seeds_per_row():
         welch([1.0], [2.0, 3.0])
     with pytest.raises(ValueError, match="confidence"):
         welch([1.0, 2.0], [2.0, 3.0], confidence=95)
+
+
+def test_prediction_interval_by_hand_and_its_coverage():
+    low, high = prediction_interval([0.0, 1.0, 2.0])  # mean 1, sd 1, t(2 df, 0.975) = 4.3027
+    assert math.isclose(high - 1, 4.302653 * math.sqrt(4 / 3), rel_tol=1e-5) and math.isclose(low + high, 2)
+    g = torch.Generator().manual_seed(0)
+    draws = torch.randn(20_000, 4, generator=g).double()  # three seeds and one more, 20,000 times
+    hits = [low <= new <= high for (low, high), new in
+            ((prediction_interval(row[:3].tolist()), row[3].item()) for row in draws)]
+    assert 0.94 < sum(hits) / len(hits) < 0.96  # the interval covers one more draw 95 % of the time
+    outside_range = ((draws[:, 3] > draws[:, :3].max(1).values) | (draws[:, 3] < draws[:, :3].min(1).values))
+    assert 0.48 < outside_range.double().mean() < 0.52  # ... where the plain range of three misses half the time
+
+
+@pytest.mark.parametrize("values, confidence", [([1.0], 0.95), ([1.0, 2.0], 1.0)])
+def test_prediction_interval_names_bad_input(values, confidence):
+    with pytest.raises(ValueError, match="prediction interval|confidence"):
+        prediction_interval(values, confidence)
