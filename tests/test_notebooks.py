@@ -13,6 +13,8 @@ import jupytext
 import pytest
 import yaml
 
+from vqvae_lib.vqvae import VQVAEConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
@@ -132,6 +134,27 @@ def test_later_chapters_restate_earlier_settings_exactly(profile):
     assert models["prior"][1] == dict(run(ch["06"], "CH04_TRAIN_SIZE", "PRIOR_EPOCHS", "PRIOR_LR", "BATCH_SIZE"),
                                       train_size=None)  # the prior trains on the codes of the VQ-VAE's data
     assert ch["06"]["TEST_SIZE"] == ch["07"]["TEST_SIZE"] == ch["04"]["TEST_SIZE"] == ch["02"]["TEST_SIZE"] == ch["01"]["TEST_SIZE"]
+
+
+@pytest.mark.parametrize("profile", ["fast", "full"])
+def test_solutions_06_restates_chapter_05s_model_exactly(profile):
+    """Solutions 06, Exercise 3, loads Chapter 05's EMA + restarts model only if it builds and trains it as
+    Chapter 05 does."""
+    ours, theirs = parameters_of(ROOT / "solutions" / "06_prior.ipynb", profile), parameters("05", profile)
+    assert (ours["CH05_TRAIN_SIZE"], ours["CH05_TEST_SIZE"], ours["CH05_EPOCHS"], ours["CH05_LR"]) \
+        == (theirs["TRAIN_SIZE"], theirs["TEST_SIZE"], theirs["EPOCHS"], theirs["LR"])
+    assert ours["BATCH_SIZE"] == theirs["BATCH_SIZE"]
+    assert ours["CH05_CONFIG"] == VQVAEConfig(
+        num_codes=theirs["NUM_CODES"], code_dim=theirs["CODE_DIM"], hidden=theirs["HIDDEN"],
+        res_hidden=theirs["RES_HIDDEN"], beta=theirs["BETA"], decay=theirs["DECAY"], quantizer="ema",
+        restart_after=theirs["RESTART_AFTER"])
+
+
+@pytest.mark.parametrize("profile", ["fast", "full"])
+def test_solutions_7a_fits_chapter_07s_prior(profile):
+    """Solutions 7a, Exercise 2, fits to each candidate's codes the prior Chapter 07 fits to its discrete rows."""
+    ours, theirs = parameters_of(ROOT / "solutions" / "07_learning_rates.ipynb", profile), parameters("07_bits", profile)
+    assert (ours["EQUAL_PRIOR"], ours["EQUAL_PRIOR_LR"]) == (theirs["EQUAL_PRIOR"], theirs["EQUAL_PRIOR_LR"])
 
 
 def test_no_numbered_equation_is_wrapped_where_mathjax_refuses_tag():
