@@ -137,13 +137,14 @@ def test_later_chapters_restate_earlier_settings_exactly(profile):
 
 
 @pytest.mark.parametrize("profile", ["fast", "full"])
-def test_solutions_06_restates_chapter_05s_model_exactly(profile):
-    """Solutions 06, Exercise 3, loads Chapter 05's EMA + restarts model only if it builds and trains it as
-    Chapter 05 does."""
-    ours, theirs = parameters_of(ROOT / "solutions" / "06_prior.ipynb", profile), parameters("05", profile)
+@pytest.mark.parametrize("page", ["06_prior", "07_bits_per_dim"])
+def test_solutions_restate_chapter_05s_model_exactly(page, profile):
+    """Solutions 06 (Exercise 3) and 07 (Exercise 1) load Chapter 05's EMA + restarts model only if they build
+    and train it as Chapter 05 does."""
+    ours, theirs = parameters_of(ROOT / "solutions" / f"{page}.ipynb", profile), parameters("05", profile)
     assert (ours["CH05_TRAIN_SIZE"], ours["CH05_TEST_SIZE"], ours["CH05_EPOCHS"], ours["CH05_LR"]) \
         == (theirs["TRAIN_SIZE"], theirs["TEST_SIZE"], theirs["EPOCHS"], theirs["LR"])
-    assert ours["BATCH_SIZE"] == theirs["BATCH_SIZE"]
+    assert theirs["BATCH_SIZE"] == 128, "the solutions build Chapter 05's loaders with batch 128"
     assert ours["CH05_CONFIG"] == VQVAEConfig(
         num_codes=theirs["NUM_CODES"], code_dim=theirs["CODE_DIM"], hidden=theirs["HIDDEN"],
         res_hidden=theirs["RES_HIDDEN"], beta=theirs["BETA"], decay=theirs["DECAY"], quantizer="ema",
