@@ -169,3 +169,21 @@ def test_no_numbered_equation_is_wrapped_where_mathjax_refuses_tag():
             if "\\tag" in body and ("\\\\" in body or re.search(r"\n\s*\n", body.strip())):
                 bad.append(f"{md.name}:{text[:match.start()].count(chr(10)) + 1}")
     assert not bad, bad
+
+
+def test_every_notebook_mutant_still_finds_its_cell_and_text():
+    """The mutants of ``tests/notebook_mutants.py`` (wrong answers the solutions' asserts were seen to catch) still
+    point at one cell and one piece of its code each, so that a page's edit cannot silently retire them; every
+    exercise of every solutions page that has an assert has at least one mutant."""
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    spec = spec_from_file_location("notebook_mutants", ROOT / "tests" / "notebook_mutants.py")
+    harness = module_from_spec(spec)
+    spec.loader.exec_module(harness)
+    harness.check(harness.load_mutants())
+    covered = {(m["page"], m["exercise"]) for m in harness.load_mutants()}
+    for path in SOLUTIONS:
+        text = path.with_suffix(".md").read_text()
+        for number, body in re.findall(r"^## Exercise (\d+)\b(.*?)(?=^## |\Z)", text, flags=re.M | re.S):
+            if re.search(r"^\s*assert ", body, flags=re.M):
+                assert (path.stem, f"Ex {number}") in covered, f"{path.stem} Exercise {number} has an assert and no mutant"
