@@ -79,6 +79,13 @@ MUTANTS = [
          old="gap, gap_half = paired(prior_bits - conditional_bits)", new="gap, gap_half = paired(prior_bits - mixture_bits)",
          profile="full", why="gap measured against the mixture, not the prior told the label"),
     dict(page="06_prior", exercise="Ex 5", cell="mixture_bits = -(torch.logsumexp(",
+         old="information, information_half = paired(mixture_bits - conditional_bits)",
+         new="information, information_half = paired(conditional_bits - mixture_bits)",
+         profile="full", why="the label's information taken the wrong way round (told minus not told)"),
+    dict(page="06_prior", exercise="Ex 9", cell="ex9 = collapse_row(ex9_vae, ex9_vq, 0)",
+         old="ex9 = collapse_row(ex9_vae, ex9_vq, 0)", new="ex9 = collapse_row(*chapter_runs[0], 0)",
+         profile="full", why="the chapter's seed-0 runs scored instead of the longer runs"),
+    dict(page="06_prior", exercise="Ex 5", cell="mixture_bits = -(torch.logsumexp(",
          old="lead, lead_half = paired(prior_bits - mixture_bits)", new="lead, lead_half = paired(mixture_bits - prior_bits)",
          profile="full", why="the mixture's lead with the sign reversed"),
     # Exercise 6: a one-layer pixel decoder
