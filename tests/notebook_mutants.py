@@ -18,6 +18,7 @@ import copy
 import importlib.util
 import os
 import pathlib
+import re
 import sys
 import time
 
@@ -40,7 +41,7 @@ from vqvae_lib.checkpoint import checkpoint_dir as _checkpoint_dir
 _real_cache, _saved_env = _checkpoint_dir(), _os.environ.get("VQVAE_CHECKPOINTS")
 _scratch = _pathlib.Path(_tempfile.mkdtemp(prefix="mutant-cache-"))
 for _p in (_real_cache.glob("*") if _real_cache.is_dir() else []):
-    (_scratch / _p.name).symlink_to(_p)
+    (_scratch / _p.name).symlink_to(_p.resolve())
 _os.environ["VQVAE_CHECKPOINTS"] = str(_scratch)
 _rng = (_torch.get_rng_state(), _torch.cuda.get_rng_state_all() if _torch.cuda.is_available() else None,
         _random.getstate(), _np.random.get_state())
@@ -54,6 +55,8 @@ _torch.set_rng_state(_rng[0])
 if _rng[1] is not None:
     _torch.cuda.set_rng_state_all(_rng[1])
 _random.setstate(_rng[2]); _np.random.set_state(_rng[3])
+import shutil as _shutil
+_shutil.rmtree(_scratch, ignore_errors=True)
 """
 
 
@@ -90,6 +93,14 @@ def check(mutants):
             locate(nb, m)
 
 
+def where(error):
+    """The line of the cell that raised, and the assert's message: which check caught the wrong answer."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error.traceback if hasattr(error, "traceback") else error))
+    lines = re.findall(r"line (\d+)", text)
+    message = str(error.evalue or "").strip().replace("|", "/")
+    return f"line {lines[-1] if lines else '?'}" + (f": {message[:90]}" if message else "")
+
+
 def run_page(page, profile, mutants):
     path = ROOT / "solutions" / f"{page}.ipynb"
     nb = nbformat.read(path, as_version=4)
@@ -120,7 +131,8 @@ def run_page(page, profile, mutants):
                     client.execute_cell(mutated, index)
                     outcome = "MISSED (the cell passed)"
                 except CellExecutionError as error:
-                    outcome = "caught" if error.ename == "AssertionError" else f"OTHER ERROR ({error.ename})"
+                    outcome = (f"caught ({where(error)})" if error.ename == "AssertionError"
+                               else f"OTHER ERROR ({error.ename})")
                 finally:
                     client.execute_cell(nbformat.v4.new_code_cell(_LEAVE), index)
                 results.append((m, outcome, time.time() - t0))
@@ -128,9 +140,13 @@ def run_page(page, profile, mutants):
             try:
                 client.execute_cell(cell, index)  # the page's own cell: must pass, and restores its names
             except CellExecutionError as error:
-                print(f"PAGE CELL {index} FAILED ({error.ename}): {page} [{profile}] stopped here", flush=True)
-                for m in (m for i, ms in by_cell.items() if i > index for m in ms):
-                    results.append((m, f"NOT RUN (page cell {index} failed)", 0.0))
+                # its mutants' catches prove nothing if the cell fails without them
+                print(f"PAGE CELL {index} FAILED ({error.ename}, {where(error)}): {page} [{profile}] stopped here",
+                      flush=True)
+                results = [(m, f"VOID (the page's own cell {index} failed: {where(error)})", t) if m in by_cell.get(index, [])
+                           else (m, outcome, t) for m, outcome, t in results]
+                results += [(m, f"NOT RUN (page cell {index} failed)", 0.0)
+                            for i, ms in by_cell.items() if i > index for m in ms]
                 break
     print(f"{page} [{profile}]: {time.time() - start:.0f} s", flush=True)
     return results
@@ -159,7 +175,7 @@ def main():
     results = []
     for page, profile in sorted({(m["page"], m["profile"]) for m in mutants}):
         results += run_page(page, profile, [m for m in mutants if (m["page"], m["profile"]) == (page, profile)])
-    missed = [r for r in results if r[1] != "caught"]
+    missed = [r for r in results if not r[1].startswith("caught")]
     print(f"{len(results) - len(missed)} of {len(results)} mutants caught")
     if args.record:
         with open(args.record, "a") as f:
