@@ -181,7 +181,7 @@ def main():
         with open(args.record, "a") as f:
             f.write("| page | exercise | profile | wrong answer | outcome | s |\n|---|---|---|---|---|---|\n")
             for m, outcome, seconds in results:
-                f.write(f"| {m['page']} | {m['exercise']} | {m['profile']} | {m['why']} | {outcome} | {seconds:.0f} |\n")
+                f.write(f"| {m['page']} | {m['exercise']} | {m['profile']} | {m['why'].replace('|', chr(92) + '|')} | {outcome} | {seconds:.0f} |\n")
     sys.exit(1 if missed else 0)
 
 
