@@ -27,6 +27,12 @@ MUTANTS = [
          old="test_codes[0, 0].numel() * math.log2(K)",
          new="test_codes[0, 0].numel() * math.log(K)",
          profile="fast", why="nats per frame, not bits"),
+    dict(page="09_video", exercise="Ex 3", cell="paper, ours = 21 * 21 * math.log2(512)",
+         old="paper, ours = 21 * 21 * math.log2(512)", new="paper, ours = 21 * 21 * math.log2(K)",
+         profile="fast", why="the paper's grid priced at our K = 128 (7 bits a code), not its 512"),
+    dict(page="09_video", exercise="Ex 3", cell="paper, ours = 21 * 21 * math.log2(512)",
+         old="paper, ours = 21 * 21 * math.log2(512)", new="paper, ours = 21 * 21 * math.log2(K)",
+         profile="full", why="the paper's grid priced at our K = 128 (7 bits a code), not its 512"),
     # Exercise 4: twice the frame skip
     dict(page="09_video", exercise="Ex 4", cell="def copy_errors(hold=(1, EX4_FRAME_SKIP // FRAME_SKIP)):",
          old="frames[CONTEXT_FRAMES - 1 + h::h]",
