@@ -38,6 +38,10 @@ MUTANTS = [
          old="welch(st_k, table[key])",
          new="welch(st_k, table[key], confidence=0.8)",
          profile="full", why="an 80 % interval instead of 95 %: the lead over the one-sample bound looks detected"),
+    dict(page="07_bits_per_dim", exercise="Ex 2", cell="tightening = [row[1] - row[EX2_K] for row in ex2]",
+         old='max(table["st_gumbel_uniform"]) < min(table["vqvae_uniform"])',
+         new='max(table["st_gumbel_uniform"]) < min(table["vqvae_learned"])',
+         profile="full", why="the VQ-VAE's learned-prior bounds read for its uniform-prior ones"),
     # Exercise 3: a one-hot posterior gains nothing from more samples
     dict(page="07_bits_per_dim", exercise="Ex 3", cell="draws = [posterior_sample(ch04, batch, generator)",
          old="posterior_sample(ch04, batch, generator)",
