@@ -11,7 +11,8 @@
 #       clones and sets up WORKDIR with an empty checkpoint cache; later calls reuse the clone, the venv
 #       and the cache, so the re-check can be split across sittings (run the chapters in book order:
 #       a chapter loads the models of the ones before it, and retrains them if they were not run).
-#       Each chapter's time and result is appended to WORKDIR/chapters.tsv. --fresh starts over.
+#       Each chapter's time and result is appended to WORKDIR/chapters.tsv, with the machine's speed measured
+#       at the start of the sitting (omp_contention.py --calibrate). --fresh starts over.
 #
 # Default WORKDIR: /tmp/vqvae-recheck. pytest's verbose logs, with per-cell durations, are in WORKDIR.
 set -uo pipefail
@@ -40,6 +41,9 @@ cd "$work/repo" || exit 1
 # shellcheck disable=SC1091
 . .venv/bin/activate
 echo "re-checking $(git log --oneline -1)"
+# this machine's speed (the book's VQ-VAE, batch 128, quiet): times from machines of different speeds compare
+speed=$(python "$repo/benchmarks/omp_contention.py" --calibrate) || speed="?"
+echo "this machine: $speed steps/s (omp_contention.py --calibrate)"
 VQVAE_CHECKPOINTS="$work/checkpoints"
 export VQVAE_CHECKPOINTS
 burner=""
@@ -65,7 +69,8 @@ else
     status=$?
     seconds=$(( $(date +%s) - start ))
     result=$(tail -1 "$work/pytest-$chapter.txt")
-    printf '%s\t%s\t%s s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$chapter" "$seconds" "rc=$status" "$result" >> "$work/chapters.tsv"
+    printf '%s\t%s\t%s s\t%s\t%s\t%s steps/s\n' "$(date -u +%FT%TZ)" "$chapter" "$seconds" "rc=$status" "$result" "$speed" \
+      >> "$work/chapters.tsv"
     echo "$chapter: rc=$status in $seconds s; $result"
     [ "$status" = 0 ] || rc=$status
   done

@@ -7,6 +7,11 @@ setting, first on a quiet machine and then beside one ``while True: pass`` proce
 default policy on the quiet machine. Run by hand on an otherwise idle machine:
 
     python benchmarks/omp_contention.py
+    python benchmarks/omp_contention.py --calibrate   (only the quiet GOMP_SPINCOUNT=20000 speed: one number)
+
+``--calibrate`` is the machine's speed that ``full_recheck.sh`` records beside each sitting's chapter times, so
+that times from machines of different speeds can be compared (the sessions that wrote this book drew machines
+from 6 to 20 steps/s).
 """
 
 import os
@@ -53,4 +58,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--calibrate"]:
+        print(f"{steps_per_second(SETTINGS['GOMP_SPINCOUNT=20000']):.2f}")
+    elif sys.argv[1:]:
+        sys.exit("usage: python benchmarks/omp_contention.py [--calibrate]")
+    else:
+        main()
