@@ -13,6 +13,8 @@
 #       a chapter loads the models of the ones before it, and retrains them if they were not run).
 #       Each chapter's time and result is appended to WORKDIR/chapters.tsv, with the machine's speed measured
 #       at the start of the sitting (omp_contention.py --calibrate). --fresh starts over.
+#   bash benchmarks/full_recheck.sh --chapters solutions/01_vae,solutions/02_discrete_latents [WORKDIR]
+#       a name with a folder is a notebook path without its extension: the solutions pages, after their chapters.
 #
 # Default WORKDIR: /tmp/vqvae-recheck. pytest's verbose logs, with per-cell durations, are in WORKDIR.
 set -uo pipefail
@@ -60,15 +62,16 @@ if [ -z "$chapters" ]; then
   echo "VQVAE_FAST=0 pytest: rc=$rc in $(( $(date +%s) - tests_start )) s; $(tail -1 "$work/pytest.txt")"
 else
   for chapter in ${chapters//,/ }; do
-    notebook="chapters/$chapter.ipynb"
+    case "$chapter" in */*) notebook="$chapter.ipynb" ;; *) notebook="chapters/$chapter.ipynb" ;; esac
     if [ ! -f "$notebook" ]; then
       echo "no notebook $notebook in $(git log --oneline -1)" >&2; rc=2; break
     fi
     start=$(date +%s)
-    VQVAE_FAST=0 pytest -n 0 -m "" -p no:cacheprovider --durations=0 -rA -v "$notebook" > "$work/pytest-$chapter.txt" 2>&1
+    log="$work/pytest-${chapter//\//-}.txt"
+    VQVAE_FAST=0 pytest -n 0 -m "" -p no:cacheprovider --durations=0 -rA -v "$notebook" > "$log" 2>&1
     status=$?
     seconds=$(( $(date +%s) - start ))
-    result=$(tail -1 "$work/pytest-$chapter.txt")
+    result=$(tail -1 "$log")
     printf '%s\t%s\t%s s\t%s\t%s\t%s steps/s\n' "$(date -u +%FT%TZ)" "$chapter" "$seconds" "rc=$status" "$result" "$speed" \
       >> "$work/chapters.tsv"
     echo "$chapter: rc=$status in $seconds s; $result"
