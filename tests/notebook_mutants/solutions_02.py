@@ -47,4 +47,12 @@ MUTANTS = [
     dict(page="02_discrete_latents", exercise="Ex 6", cell="kept = {name:",
          old='"codes of test images": codes[:16]', new='"codes of test images": mixed', profile="full",
          why="decodes the mixed codes in the row of the test images' codes (wrong variable)"),
+    dict(page="02_discrete_latents", exercise="Ex 6", cell="kept = {name:",
+         old="perplexity = torch.exp(-(p * p.clamp(min=1e-12).log()).sum(1))",
+         new="perplexity = 2 ** (-(p * p.clamp(min=1e-12).log()).sum(1))", profile="full",
+         why="the entropy in nats raised to the base 2: the perplexity of mixed log bases"),
+    dict(page="02_discrete_latents", exercise="Ex 6", cell="kept = {name:",
+         old="kept = {name: (model.encode(decode(c)).argmax(-1) == c)",
+         new="kept = {name: (model.encode(decode(c)).argmin(-1) == c)", profile="full",
+         why="the encoder's least likely class read as its code"),
 ]

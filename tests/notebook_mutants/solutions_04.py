@@ -1,7 +1,7 @@
 """Mutants for solutions/04_vqvae: wrong answers that the page's asserts must catch."""
 MUTANTS = [
     dict(page="04_vqvae", exercise="Ex 1", cell="gap_low, gap_high", profile="fast",
-         old="for b in (BETA, EX1_BETA))", new="for b in (EX1_BETA, BETA))",
+         old="runs[b]] for b in (BETA, EX1_BETA))\nassert", new="runs[b]] for b in (EX1_BETA, BETA))\nassert",
          why="the two betas swapped: claims beta = 0.25 sits closer to its codes than beta = 2"),
     dict(page="04_vqvae", exercise="Ex 2", cell="class CodeOnly", profile="fast",
          old="return replace_field(out, z_q=e)", new="return replace_field(out, z_q=z_e + (e - z_e).detach())",
@@ -40,4 +40,19 @@ MUTANTS = [
     dict(page="04_vqvae", exercise="Ex 5", cell="codes_bits_per_dim = bits_per_dim", profile="fast",
          old="bits_per_dim(uniform_prior_nats(N, K), M)", new="uniform_prior_nats(N, K) / M",
          why="left in nats per dim (no division by ln 2)"),
+    dict(page="04_vqvae", exercise="Ex 1", cell="gap_low, gap_high", profile="full",
+         old="perplexity_low, perplexity_high = ([r[\"perplexity\"] for r in runs[b]] for b in (BETA, EX1_BETA))",
+         new="perplexity_low, perplexity_high = ([r[\"perplexity\"] for r in runs[b]] for b in (EX1_BETA, BETA))",
+         why="the two betas swapped: claims beta = 2 uses more codes"),
+    dict(page="04_vqvae", exercise="Ex 1", cell="gap_low, gap_high", profile="full",
+         old="EX1_BETA) for seed in COMPARE_SEEDS]}", new="EX1_BETA, epoch=0) for seed in COMPARE_SEEDS]}",
+         why="beta = 2 read after its first epoch, beta = 0.25 after its last: unequal budgets"),
+    dict(page="04_vqvae", exercise="Ex 2", cell="class CodeOnly", profile="full",
+         old="ours, theirs = summary(code_only_history, BETA), summary(baseline[EX23_SEED], BETA, epoch=EX23_EPOCHS - 1)",
+         new="theirs, ours = summary(code_only_history, BETA), summary(baseline[EX23_SEED], BETA, epoch=EX23_EPOCHS - 1)",
+         why="the two runs swapped: the straight-through run read as the one without it"),
+    dict(page="04_vqvae", exercise="Ex 2", cell="class CodeOnly", profile="full",
+         old="== with_quantizer(CodeOnly).eval().encode(images)",
+         new="== with_quantizer(CodeOnly, seed=EX23_SEED + 1).eval().encode(images)",
+         why="compared with an untrained encoder of another seed, not the one this run started from"),
 ]

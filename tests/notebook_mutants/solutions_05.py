@@ -44,4 +44,11 @@ MUTANTS = [
          old='tiny, plain = ex5["EMA, tiny init"], ex5["EMA (the chapter\'s)"]',
          new='tiny, plain = ex5["EMA, tiny init"], ex5["EMA (the chapter\'s)"]\ntiny = dict(tiny, used=NUM_CODES - tiny["used"])',
          why="counted the codes the test set leaves unused (512 - used), re-assigned before the asserts"),
+    dict(page="05_training_vqvae_well", exercise="Ex 4", cell="class LargestErrorRestarts", profile="full",
+         old="random_donor, largest_error = ex4.values()", new="largest_error, random_donor = ex4.values()",
+         why="the two rows swapped: the chapter's random donor read as the largest-error one"),
+    dict(page="05_training_vqvae_well", exercise="Ex 5", cell="tiny_ema = VQVAE", profile="full",
+         old='tiny, plain = ex5["EMA, tiny init"], ex5["EMA (the chapter\'s)"]',
+         new='tiny, plain = ex5["EMA, tiny init"], ex5["EMA (the chapter\'s)"]\nplain = ex1["EMA + restarts (the chapter\'s)"]',
+         why="compared with the EMA + restarts run (no dead codes), not the ordinary EMA run"),
 ]
