@@ -51,4 +51,8 @@ MUTANTS = [
          old='tiny, plain = ex5["EMA, tiny init"], ex5["EMA (the chapter\'s)"]',
          new='tiny, plain = ex5["EMA, tiny init"], ex5["EMA (the chapter\'s)"]\nplain = ex1["EMA + restarts (the chapter\'s)"]',
          why="compared with the EMA + restarts run (no dead codes), not the ordinary EMA run"),
+    dict(page="05_training_vqvae_well", exercise="Ex 5", cell="tiny_ema = VQVAE", profile="full",
+         old='tiny, plain = ex5["EMA, tiny init"], ex5["EMA (the chapter\'s)"]',
+         new='tiny, plain = ex5["EMA, tiny init"], ex5["EMA (the chapter\'s)"]\ntiny = dict(tiny, dead=NUM_CODES - tiny["dead"])',
+         why="the live codes counted as dead (512 - dead), re-assigned before the asserts"),
 ]
