@@ -157,6 +157,8 @@ def main():
     parser.add_argument("--pages", help="comma-separated page names, e.g. 04_vqvae (default: every page with mutants)")
     parser.add_argument("--profile", choices=["fast", "full"], help="only this profile's mutants")
     parser.add_argument("--record", help="append a markdown table of the outcomes to this file")
+    parser.add_argument("--exercises", help="comma-separated exercises, e.g. 'Ex 1,Ex 4' (default: all); the page's "
+                        "cells still all run, only the other exercises' mutants are skipped")
     parser.add_argument("--check", action="store_true", help="only locate each mutant's cell and text; run nothing")
     args = parser.parse_args()
     mutants = load_mutants()
@@ -168,6 +170,12 @@ def main():
         mutants = [m for m in mutants if m["page"] in wanted]
     if args.profile:
         mutants = [m for m in mutants if m["profile"] == args.profile]
+    if args.exercises:
+        wanted = set(args.exercises.split(","))
+        unknown = wanted - {m["exercise"] for m in mutants}
+        if unknown:
+            sys.exit(f"no mutants for {sorted(unknown)} on these pages; exercises: {sorted({m['exercise'] for m in mutants})}")
+        mutants = [m for m in mutants if m["exercise"] in wanted]
     if args.check:
         check(mutants)
         print(f"{len(mutants)} mutants located")

@@ -60,7 +60,7 @@ MUTANTS = [
          new="mean_distance(draws[d], blur) for d in range(EX5_TRIPLES)",
          profile="full", why="the wrong axis: 'between triples' measured between draws of one triple"),
     dict(page="09_video", exercise="Ex 5", cell="same, different = {}, {}",
-         old="to_own = (draws - recon[:, None])",
-         new="to_own = (draws - draws.mean(1, keepdim=True))",
-         profile="full", why="the draws' distance from their own mean taken for their distance from the frame"),
+         old="same[blur] = statistics.mean(mean_distance(draws[t], blur) for t in range(EX5_TRIPLES))",
+         new="same[blur] = statistics.mean(mean_distance(draws[:, t], blur) for t in range(EX5_DRAWS))",
+         profile="full", why="the two distances swapped: 'one triple' measured across triples, for one draw"),
 ]
