@@ -152,6 +152,15 @@ def run_page(page, profile, mutants):
     return results
 
 
+def only(mutants, key, names):
+    """The mutants whose ``key`` ("page" or "exercise") is one of the comma-separated ``names``; a name with no
+    mutant among those given stops the run, listing the names that have some."""
+    wanted, known = set(names.split(",")), {m[key] for m in mutants}
+    if wanted - known:
+        sys.exit(f"no mutants for {sorted(wanted - known)}; {key}s with mutants here: {sorted(known)}")
+    return [m for m in mutants if m[key] in wanted]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", help="comma-separated page names, e.g. 04_vqvae (default: every page with mutants)")
@@ -163,19 +172,11 @@ def main():
     args = parser.parse_args()
     mutants = load_mutants()
     if args.pages:
-        wanted = set(args.pages.split(","))
-        unknown = wanted - {m["page"] for m in mutants}
-        if unknown:
-            sys.exit(f"no mutants for {sorted(unknown)}; pages with mutants: {sorted({m['page'] for m in mutants})}")
-        mutants = [m for m in mutants if m["page"] in wanted]
+        mutants = only(mutants, "page", args.pages)
     if args.profile:
         mutants = [m for m in mutants if m["profile"] == args.profile]
     if args.exercises:
-        wanted = set(args.exercises.split(","))
-        unknown = wanted - {m["exercise"] for m in mutants}
-        if unknown:
-            sys.exit(f"no mutants for {sorted(unknown)} on these pages; exercises: {sorted({m['exercise'] for m in mutants})}")
-        mutants = [m for m in mutants if m["exercise"] in wanted]
+        mutants = only(mutants, "exercise", args.exercises)
     if args.check:
         check(mutants)
         print(f"{len(mutants)} mutants located")
