@@ -23,6 +23,12 @@ MUTANTS = [
          old="(ex1_conversion[0], [s[0] for s in chapter_conversion.values()])",
          new="(ex1_conversion[1], [s[0] for s in chapter_conversion.values()])", profile="full",
          why="the two conversion rates swapped: the right-digit rate read as heard-as-target"),
+    dict(page="08_audio", exercise="Ex 1", cell="ex1_direction = {key: direction(new, old)",
+         old="ex1_direction = {key: direction(new, old) for key, (new, old) in rows.items()}",
+         new="rows[\"probe\", \"per frame\", \"digit\"] = (1.0, rows[\"probe\", \"per frame\", \"digit\"][1])\n"
+             "ex1_direction = {key: direction(new, old) for key, (new, old) in rows.items()}", profile="full",
+         why="the per-frame digit probe's accuracy on its own training clips (a memorised 1.0) read for its test "
+             "accuracy, re-assigned before the asserts"),
     # Exercise 2: FiLM
     dict(page="08_audio", exercise="Ex 2", cell="class FiLMDecoder(SpeakerDecoder):",
          old="return (1 + self.to_scale[stage](s).unsqueeze(-1)) * h",
@@ -80,6 +86,12 @@ MUTANTS = [
          old="c = c - (speech_mean(c) - speech_mean(test_x)) * speech_weights",
          new="c = c + (speech_mean(c) - speech_mean(test_x)) * speech_weights", profile="full",
          why="sign error: the mean spectrum moved further towards the target, not back to the source"),
+    dict(page="08_audio", exercise="Ex 4", cell="class PerClipStandardised(nn.Module):",
+         old="ex4_direction = {key: direction(new, old) for key, (new, old) in rows4.items()}",
+         new="rows4[\"probe pooled digit\"] = (1.0, rows4[\"probe pooled digit\"][1])\n"
+             "ex4_direction = {key: direction(new, old) for key, (new, old) in rows4.items()}", profile="full",
+         why="the pooled digit probe's accuracy on its own training clips (a memorised 1.0) read for its test "
+             "accuracy, re-assigned before the asserts"),
     # Exercise 5: a prior not told the speaker
     dict(page="08_audio", exercise="Ex 5", cell="def code_bits(prior, speaker=None):",
          old="reduction=\"none\").cpu() / math.log(2)", new="reduction=\"none\").cpu()", profile="full",
