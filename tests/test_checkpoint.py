@@ -122,6 +122,15 @@ def test_editing_a_docstring_or_comment_keeps_the_key_and_editing_code_changes_i
     assert keys["code"] != before
 
 
+def test_the_parsed_code_is_remembered_by_its_text_so_a_new_import_after_a_first_key_still_counts(monkeypatch):
+    model = small_vqvae()
+    assert "vqvae_lib.prior" not in key_of(model)["code"]  # a first key: the parses are now remembered
+    real = checkpoint._read_source
+    edited = real("vqvae_lib.quantizers.vq") + "\nfrom vqvae_lib import prior\n"
+    monkeypatch.setattr(checkpoint, "_read_source", lambda name: edited if name == "vqvae_lib.quantizers.vq" else real(name))
+    assert "vqvae_lib.prior" in key_of(model)["code"]
+
+
 def test_a_model_key_hashes_only_the_code_it_depends_on():
     code = key_of(small_vqvae())["code"]
     quantizers = {f"vqvae_lib.quantizers.{m}" for m in ("base", "vq", "nearest", "kmeans", "rotation", "fsq", "lfq",

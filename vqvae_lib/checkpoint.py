@@ -20,6 +20,7 @@ cache hit, restored, so the cells after a hit draw the same numbers as after a m
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -63,8 +64,14 @@ def imported_modules(name: str) -> set[str]:
     ``from ... import`` (absolute or relative, at any depth, of modules or of names), and
     ``importlib.import_module("vqvae_lib...")`` with a literal name."""
     package = name if _module_file(name).name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = _imports_in(_read_source(name), package)
+    return {m for m in found if m != "vqvae_lib" and m != name and _module_file(m).is_file()}
+
+
+@functools.lru_cache(maxsize=None)  # a pure function of the text: parsed once per process, not once per run
+def _imports_in(source: str, package: str) -> frozenset[str]:
     found = set()
-    for node in ast.walk(ast.parse(_read_source(name))):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
@@ -78,7 +85,7 @@ def imported_modules(name: str) -> set[str]:
         elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
               and node.args and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).startswith("vqvae_lib")):
             found.add(node.args[0].value)
-    return {m for m in found if m != "vqvae_lib" and m != name and _module_file(m).is_file()}
+    return frozenset(found)
 
 
 class _DropDocstrings(ast.NodeTransformer):
@@ -88,6 +95,7 @@ class _DropDocstrings(ast.NodeTransformer):
         return node
 
 
+@functools.lru_cache(maxsize=None)  # keyed by the text itself, so an edited file is hashed afresh
 def code_fingerprint(source: str) -> str:
     """A hash of what ``source`` does: its syntax tree without docstrings. Comments, blank lines and
     line breaks never reach the tree; a changed name, number or statement changes the hash."""
