@@ -22,6 +22,14 @@
   sleep sooner: 4.95 steps/s beside the busy loop, and no loss on a quiet machine (20.2 steps/s).
   ``benchmarks/omp_contention.py`` measures it. Results do not change: only how threads wait.
 
+- **Chapter 07 after Chapter 10.** A notebook loads the fast models that earlier chapters cached, and
+  trains any it does not find (the cache writes atomically, so two workers may both train one). Chapter
+  07 loads the models of Chapters 01, 02, 04 and 06 in its first cells and the learning-rate page's
+  runs after them; in file order it can start while Chapter 06 is still training its prior on the other
+  worker, and train that prior again (in one timing its loading cell took 13 s instead of 3).
+  ``pytest_collection_modifyitems`` moves it after Chapter 10 (``RUN_LATE``), which, like Chapters 08
+  and 09, loads nothing from another chapter; the solutions still follow.
+
 - **A longer wait for a cell's last messages.** After a cell's reply, nbval waits a hard-coded 5 s
   for each further message up to the kernel's "idle" (nbval issues #136 and #231; the option for it
   was never merged); on a busy machine a message can come later than that.
@@ -46,6 +54,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one of pytest-xdist's parallel work
 NBVAL_OUTPUT_WAIT_S = 120
 
 
+RUN_LATE = {"chapters/07_bits_per_dim.ipynb": "chapters/10_going_further.ipynb"}  # notebook: the one it follows
 SLOW_NOTEBOOKS = ("nbval_late_idle",)  # an 8 s delay by design; in the `slow` group (pyproject.toml)
 
 
@@ -56,3 +65,10 @@ def pytest_collection_modifyitems(items):
             item.output_timeout = NBVAL_OUTPUT_WAIT_S
             if item.path.stem in SLOW_NOTEBOOKS:
                 item.add_marker(pytest.mark.slow)
+    files = list(dict.fromkeys(item.nodeid.split("::")[0] for item in items))  # in collection order
+    for late, after in RUN_LATE.items():
+        if late in files and after in files:
+            files.remove(late)
+            files.insert(files.index(after) + 1, late)
+    position = {f: i for i, f in enumerate(files)}
+    items.sort(key=lambda item: position[item.nodeid.split("::")[0]])  # stable: cells keep their order
