@@ -22,13 +22,14 @@
   sleep sooner: 4.95 steps/s beside the busy loop, and no loss on a quiet machine (20.2 steps/s).
   ``benchmarks/omp_contention.py`` measures it. Results do not change: only how threads wait.
 
-- **Chapter 07 after Chapter 10.** A notebook loads the fast models that earlier chapters cached, and
-  trains any it does not find (the cache writes atomically, so two workers may both train one). Chapter
-  07 loads the models of Chapters 01, 02, 04 and 06 in its first cells and the learning-rate page's
-  runs after them; in file order it can start while Chapter 06 is still training its prior on the other
-  worker, and train that prior again (in one timing its loading cell took 13 s instead of 3).
-  ``pytest_collection_modifyitems`` moves it after Chapter 10 (``RUN_LATE``), which, like Chapters 08
-  and 09, loads nothing from another chapter; the solutions still follow.
+- **Chapter 07 after Chapter 10, its solutions last.** A notebook loads the fast models that earlier
+  chapters cached, and trains any it does not find (the cache writes atomically, so two workers may both
+  train one). Chapter 07 loads the models of Chapters 01, 02, 04 and 06 in its first cells and the
+  learning-rate page's runs after them; in file order it can start while Chapter 06 is still training its
+  prior on the other worker, and train that prior again (in one timing its loading cell took 13 s instead
+  of 3). ``pytest_collection_modifyitems`` moves it after Chapter 10 (``RUN_LATE``), which, like Chapters
+  08 and 09, loads nothing from another chapter. Solutions 07 and 7a load Chapter 07's runs, so they move
+  to the end, after Solutions 10, to start well after Chapter 07 has finished.
 
 - **A longer wait for a cell's last messages.** After a cell's reply, nbval waits a hard-coded 5 s
   for each further message up to the kernel's "idle" (nbval issues #136 and #231; the option for it
@@ -54,7 +55,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one of pytest-xdist's parallel work
 NBVAL_OUTPUT_WAIT_S = 120
 
 
-RUN_LATE = {"chapters/07_bits_per_dim.ipynb": "chapters/10_going_further.ipynb"}  # notebook: the one it follows
+RUN_LATE = {  # notebook: the one it is moved after, in this order
+    "chapters/07_bits_per_dim.ipynb": "chapters/10_going_further.ipynb",
+    "solutions/07_bits_per_dim.ipynb": "solutions/10_going_further.ipynb",
+    "solutions/07_learning_rates.ipynb": "solutions/07_bits_per_dim.ipynb",
+}
 SLOW_NOTEBOOKS = ("nbval_late_idle",)  # an 8 s delay by design; in the `slow` group (pyproject.toml)
 
 

@@ -122,13 +122,21 @@ def test_editing_a_docstring_or_comment_keeps_the_key_and_editing_code_changes_i
     assert keys["code"] != before
 
 
-def test_the_parsed_code_is_remembered_by_its_text_so_a_new_import_after_a_first_key_still_counts(monkeypatch):
+def test_a_file_edited_on_disk_after_a_first_key_changes_the_next_one(monkeypatch, tmp_path):
+    """The parses are remembered by the text, read afresh each time: an edit in a running kernel still counts."""
+    import shutil
+
+    package = tmp_path / "vqvae_lib"
+    shutil.copytree(checkpoint._PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(checkpoint, "_PACKAGE", package)
     model = small_vqvae()
-    assert "vqvae_lib.prior" not in key_of(model)["code"]  # a first key: the parses are now remembered
-    real = checkpoint._read_source
-    edited = real("vqvae_lib.quantizers.vq") + "\nfrom vqvae_lib import prior\n"
-    monkeypatch.setattr(checkpoint, "_read_source", lambda name: edited if name == "vqvae_lib.quantizers.vq" else real(name))
-    assert "vqvae_lib.prior" in key_of(model)["code"]
+    first = key_of(model)["code"]  # the parses of the copy are now remembered
+    assert "vqvae_lib.prior" not in first
+    vq = package / "quantizers" / "vq.py"
+    vq.write_text(vq.read_text() + "\nfrom vqvae_lib import prior\n")
+    second = key_of(model)["code"]
+    assert "vqvae_lib.prior" in second, "an import added on disk joins the key"
+    assert second["vqvae_lib.quantizers.vq"] != first["vqvae_lib.quantizers.vq"], "and the edited file's hash changes"
 
 
 def test_a_model_key_hashes_only_the_code_it_depends_on():
