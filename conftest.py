@@ -27,7 +27,7 @@
   train one). Chapter 07 loads the models of Chapters 01, 02, 04 and 06 in its first cells and the
   learning-rate page's runs after them; in file order it can start while Chapter 06 is still training its
   prior on the other worker, and train that prior again (in one timing its loading cell took 13 s instead
-  of 3). ``pytest_collection_modifyitems`` moves it after Chapter 10 (``RUN_LATE``), which, like Chapters
+  of 3, about the time of that prior). ``pytest_collection_modifyitems`` moves it after Chapter 10 (``RUN_LATE``), which, like Chapters
   08 and 09, loads nothing from another chapter. Solutions 07 and 7a load Chapter 07's runs, so they move
   to the end, after Solutions 10, to start well after Chapter 07 has finished.
 
