@@ -27,9 +27,10 @@
   train one). Chapter 07 loads the models of Chapters 01, 02, 04 and 06 in its first cells and the
   learning-rate page's runs after them; in file order it can start while Chapter 06 is still training its
   prior on the other worker, and train that prior again (in one timing its loading cell took 13 s instead
-  of 3, about the time of that prior). ``pytest_collection_modifyitems`` moves it after Chapter 10 (``RUN_LATE``), which, like Chapters
-  08 and 09, loads nothing from another chapter. Solutions 07 and 7a load Chapter 07's runs, so they move
-  to the end, after Solutions 10, to start well after Chapter 07 has finished.
+  of 3, about the time of that prior). ``pytest_collection_modifyitems`` moves it after Chapter 10
+  (``RUN_LATE``), which, like Chapters 08 and 09, loads nothing from another chapter. Solutions 07 and 7a
+  load Chapter 07's runs, so they move to the end, after Solutions 10, to start well after Chapter 07 has
+  finished.
 
 - **A longer wait for a cell's last messages.** After a cell's reply, nbval waits a hard-coded 5 s
   for each further message up to the kernel's "idle" (nbval issues #136 and #231; the option for it

@@ -1,4 +1,4 @@
-"""The order in which ``pytest`` hands notebooks to its two workers (conftest.py, "Chapter 07 after Chapter 10")."""
+"""The order in which ``pytest`` hands notebooks to its two workers (conftest.py, "Chapter 07 after Chapter 10, its solutions last")."""
 
 import importlib.util
 import re
